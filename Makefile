@@ -1,0 +1,25 @@
+# mcgate: see README.md. `make demo` and `make test` are the quick start.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/mcgate
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Other makefiles (mk/*.mk) add prerequisites of `make test` here.
+TEST_DEPS :=
+
+.PHONY: all build test lint demo fuzz
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mcgate
+
+include $(wildcard mk/*.mk)
+
+test: build $(TEST_DEPS)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...

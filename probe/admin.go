@@ -1,0 +1,96 @@
+// Package probe serves the gateway's admin port (/ready, /live, /metrics)
+// and runs the workers that probe remote gateways.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// AdminConfig configures the admin server.
+type AdminConfig struct {
+	Addr     string       // default ":4191", unless Listener is set
+	Listener net.Listener // closed by the server
+	Gatherer prometheus.Gatherer
+	// Ready returns nil when the gateway can serve (identity loaded,
+	// listeners up) and an error saying why not otherwise (e.g. draining).
+	Ready func() error
+	// Pprof adds /debug/pprof/ (off by default: it exposes internals).
+	Pprof bool
+	Log   zerolog.Logger
+}
+
+// Admin is the admin HTTP server.
+type Admin struct {
+	cfg AdminConfig
+	ln  net.Listener
+	srv *http.Server
+}
+
+// NewAdmin binds the admin listener; Run serves it.
+func NewAdmin(cfg AdminConfig) (*Admin, error) {
+	if cfg.Gatherer == nil || cfg.Ready == nil {
+		return nil, errors.New("probe: admin needs a Gatherer and a Ready func")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":4191"
+	}
+	a := &Admin{cfg: cfg, ln: cfg.Listener}
+	if a.ln == nil {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("probe: admin: %w", err)
+		}
+		a.ln = ln
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", a.ready)
+	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("live\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return a, nil
+}
+
+// Addr is the address the admin server listens on.
+func (a *Admin) Addr() net.Addr { return a.ln.Addr() }
+
+func (a *Admin) ready(w http.ResponseWriter, _ *http.Request) {
+	if err := a.cfg.Ready(); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// Run serves until ctx is done, then shuts down gracefully. The caller
+// keeps ctx alive while the proxies drain, so that /ready can say so.
+func (a *Admin) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("probe: admin: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.srv.Shutdown(shutdownCtx)
+	<-errc // Serve returns ErrServerClosed once Shutdown starts
+	return err
+}

@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// IngressConfig configures the server that terminates mTLS from other
+// clusters. Zero durations and limits take the defaults noted.
+type IngressConfig struct {
+	// ListenAddr is where to listen (default ":4143"), unless Listener is set.
+	ListenAddr string
+	// Listener, when set, is used instead of listening on ListenAddr; the
+	// server closes it.
+	Listener net.Listener
+	// TLS is the server config: it must require and verify client
+	// certificates (identity.ServerTLSConfig). The server adds ALPN handling.
+	TLS *tls.Config
+	// Authorize is called after every handshake, resumed ones included, and
+	// returns the peer's identity for logs, or an error to refuse it.
+	Authorize func(tls.ConnectionState) (peer string, err error)
+	Router    Router
+	// ClusterDomain of this cluster's service names (default cluster.local).
+	ClusterDomain string
+	// Cluster is this cluster's name, the `cluster` label of its series.
+	Cluster string
+
+	HandshakeTimeout time.Duration // default 10s
+	RouteTimeout     time.Duration // reading the header or HTTP authority; default 10s
+	DialTimeout      time.Duration // connecting to a backend; default 5s
+	IdleTimeout      time.Duration // no bytes either way; default 1h, <0 disables
+	DrainTimeout     time.Duration // default 30s
+	MaxConns         int           // open client connections; default 10000
+	MaxHandshakes    int           // concurrent unauthenticated connections; default 1000
+
+	// Dial connects to backends (default net.Dialer.DialContext).
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Log     zerolog.Logger
+	Metrics *Metrics
+}
+
+// IngressServer accepts mTLS connections, picks an exported service, and
+// splices to one of its endpoints. Run owns every goroutine it starts.
+type IngressServer struct {
+	cfg        IngressConfig
+	ln         net.Listener
+	tlsConfig  *tls.Config
+	m          *Metrics
+	conns      tracker
+	handshakes chan struct{} // a slot per handshake in progress
+	draining   atomic.Bool
+
+	requests, toUpstream, toClient prometheus.Counter
+	duration                       prometheus.Observer
+	open                           prometheus.Gauge
+}
+
+// NewIngress validates cfg and binds the listener, so that the address is
+// known (Addr) and errors show at start; Run serves.
+func NewIngress(cfg IngressConfig) (*IngressServer, error) {
+	if cfg.TLS == nil || cfg.Router == nil || cfg.Authorize == nil {
+		return nil, errors.New("proxy: ingress needs TLS, Router and Authorize")
+	}
+	setDefault(&cfg.ListenAddr, ":4143")
+	setDefault(&cfg.ClusterDomain, "cluster.local")
+	setDefault(&cfg.Cluster, "local")
+	setDefault(&cfg.HandshakeTimeout, 10*time.Second)
+	setDefault(&cfg.RouteTimeout, 10*time.Second)
+	setDefault(&cfg.DialTimeout, 5*time.Second)
+	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.DrainTimeout, 30*time.Second)
+	setDefault(&cfg.MaxConns, 10000)
+	setDefault(&cfg.MaxHandshakes, 1000)
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{}).DialContext
+	}
+	s := &IngressServer{cfg: cfg, m: cfg.Metrics.orNew(), ln: cfg.Listener}
+	if s.ln == nil {
+		ln, err := net.Listen("tcp", cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: ingress: %w", err)
+		}
+		s.ln = ln
+	}
+	s.conns.max = cfg.MaxConns
+	s.handshakes = make(chan struct{}, cfg.MaxHandshakes)
+	s.tlsConfig = withALPN(cfg.TLS)
+	s.requests = s.m.requests.WithLabelValues(cfg.Cluster, Ingress)
+	s.duration = s.m.duration.WithLabelValues(cfg.Cluster, Ingress)
+	s.open = s.m.open.WithLabelValues(Ingress)
+	s.toUpstream = s.m.bytes.WithLabelValues(Ingress, "to_upstream")
+	s.toClient = s.m.bytes.WithLabelValues(Ingress, "to_client")
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *IngressServer) Addr() net.Addr { return s.ln.Addr() }
+
+// Draining reports whether Run has stopped accepting.
+func (s *IngressServer) Draining() bool { return s.draining.Load() }
+
+// OpenConns is the number of client connections open now.
+func (s *IngressServer) OpenConns() int { return s.conns.len() }
+
+// Run accepts until ctx is done, then stops accepting, lets open
+// connections finish for up to DrainTimeout, closes the rest, and returns
+// nil once every connection goroutine has exited.
+func (s *IngressServer) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.draining.Store(true)
+		s.ln.Close()
+	})
+	defer stop()
+	err := acceptLoop(ctx, s.ln, s.cfg.Log, func(c net.Conn) {
+		if !s.conns.add(c) {
+			s.refuse(c, "", "", "connection_limit", nil)
+			c.Close()
+			return
+		}
+		go func() {
+			defer s.conns.done(c)
+			s.serve(c)
+		}()
+	})
+	if n := s.conns.drain(s.cfg.DrainTimeout); n > 0 {
+		s.cfg.Log.Warn().Int("closed", n).Msg("drain timeout: closed open connections")
+	}
+	return err
+}
+
+// serve handles one client connection from handshake to close.
+func (s *IngressServer) serve(raw net.Conn) {
+	start := time.Now()
+	tc, peer, ok := s.handshake(raw)
+	if !ok {
+		return
+	}
+	s.open.Inc()
+	defer s.open.Dec()
+	sni := tc.ConnectionState().ServerName
+
+	// Reading a header or an HTTP authority waits on the client: bound it.
+	tc.SetReadDeadline(time.Now().Add(s.cfg.RouteTimeout))
+	br := bufio.NewReaderSize(tc, sniffBufferSize)
+	dest, reason, err := s.destination(tc.ConnectionState(), br)
+	if err != nil {
+		s.refuse(tc, peer, sni, reason, err)
+		tc.Close()
+		return
+	}
+	tc.SetReadDeadline(time.Time{})
+	endpoints, err := s.cfg.Router.Route(dest)
+	if err != nil {
+		s.refuse(tc, peer, sni, routeReason(err), fmt.Errorf("%s.%s:%d: %w", dest.Service, dest.Namespace, dest.Port, err))
+		tc.Close()
+		return
+	}
+	up, err := dialAny(context.Background(), s.cfg.Dial, endpoints, s.cfg.DialTimeout)
+	if err != nil {
+		s.refuse(tc, peer, sni, "dial_failed", err)
+		tc.Close()
+		return
+	}
+	s.requests.Inc()
+	sp := splicer{idle: s.cfg.IdleTimeout, toUpstream: s.toUpstream, toClient: s.toClient}
+	err = sp.run(side{r: br, conn: tc, raw: raw}, plainSide(up))
+	s.duration.Observe(time.Since(start).Seconds())
+	if err != nil && !isExpectedNetErr(err) {
+		s.cfg.Log.Debug().Err(err).Str("peer", peer).Str("remote", raw.RemoteAddr().String()).
+			Str("upstream", up.RemoteAddr().String()).Msg("connection ended with error")
+	}
+}
+
+// handshake runs the TLS handshake under HandshakeTimeout and a cap on
+// concurrent unauthenticated connections, then authorizes the peer.
+func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		s.refuse(raw, "", "", "handshake_limit", nil)
+		raw.Close()
+		return nil, "", false
+	}
+	tc := tls.Server(raw, s.tlsConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	start := time.Now()
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	<-s.handshakes
+	if err != nil {
+		reason := handshakeReason(err)
+		s.m.handshakeFailures.WithLabelValues(Ingress, reason).Inc()
+		s.cfg.Log.Info().Str("reason", reason).Str("remote", raw.RemoteAddr().String()).
+			Err(err).Msg("handshake failed")
+		raw.Close()
+		return nil, "", false
+	}
+	s.m.handshakeSeconds.WithLabelValues(Ingress).Observe(time.Since(start).Seconds())
+	peer, err := s.cfg.Authorize(tc.ConnectionState())
+	if err != nil {
+		s.refuse(tc, peer, tc.ConnectionState().ServerName, "forbidden_identity", err)
+		tc.Close()
+		return nil, "", false
+	}
+	return tc, peer, true
+}
+
+// destination picks the target in the design's order: transport header
+// (when ALPN negotiated it), then an SNI naming a service, then the HTTP
+// authority of the first request.
+func (s *IngressServer) destination(cs tls.ConnectionState, br *bufio.Reader) (Destination, string, error) {
+	if cs.NegotiatedProtocol == TransportHeaderALPN {
+		h, err := ReadTransportHeader(br)
+		if err != nil {
+			return Destination{}, "bad_transport_header", err
+		}
+		if h.Port < 1 || h.Port > 65535 {
+			return Destination{}, "bad_transport_header", fmt.Errorf("%w: port %d", errBadHeader, h.Port)
+		}
+		d, err := ParseServiceName(h.Name, s.cfg.ClusterDomain)
+		if err != nil {
+			return Destination{}, "bad_target_name", fmt.Errorf("transport header name %q: %w", h.Name, err)
+		}
+		d.Port = int(h.Port)
+		return d, "", nil
+	}
+	// An SNI that names a service decides, even when the service is not
+	// exported: a second guess from the HTTP authority would let a client
+	// reach a name other than the one it authenticated the session for.
+	if d, err := ParseServiceName(cs.ServerName, s.cfg.ClusterDomain); err == nil {
+		return d, "", nil
+	}
+	authority, err := SniffAuthority(br)
+	if err != nil {
+		return Destination{}, "no_target", err
+	}
+	d, err := ParseAuthority(authority, s.cfg.ClusterDomain)
+	if err != nil {
+		return Destination{}, "bad_target_name", fmt.Errorf("authority %q: %w", authority, err)
+	}
+	return d, "", nil
+}
+
+// refuse counts and logs one refused connection.
+func (s *IngressServer) refuse(c net.Conn, peer, sni, reason string, err error) {
+	s.m.refused.WithLabelValues(Ingress, reason).Inc()
+	ev := s.cfg.Log.Info().Str("reason", reason).Str("remote", c.RemoteAddr().String())
+	if peer != "" {
+		ev = ev.Str("peer", peer)
+	}
+	if sni != "" {
+		ev = ev.Str("sni", sni)
+	}
+	ev.Err(err).Msg("connection refused")
+}
+
+func routeReason(err error) string {
+	switch {
+	case errors.Is(err, ErrNotExported):
+		return "not_exported"
+	case errors.Is(err, ErrUnknownPort):
+		return "unknown_port"
+	case errors.Is(err, ErrNoEndpoints):
+		return "no_endpoints"
+	}
+	return "route_error"
+}
+
+// withALPN returns a server config that negotiates the transport header
+// protocol when the client offers it, and otherwise agrees to the client's
+// first choice: the gateway is a tunnel to a service that speaks what the
+// client asked for, and refusing unknown protocols would break h2 clients.
+func withALPN(base *tls.Config) *tls.Config {
+	header := base.Clone()
+	header.NextProtos = []string{TransportHeaderALPN}
+	none := base.Clone()
+	none.NextProtos = nil
+	cfg := base.Clone()
+	inner := base.GetConfigForClient
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if inner != nil {
+			// The identity package does not use this hook today; if it
+			// ever does, its choice wins and ALPN is left to it.
+			return inner(hello)
+		}
+		switch {
+		case slices.Contains(hello.SupportedProtos, TransportHeaderALPN):
+			return header, nil
+		case len(hello.SupportedProtos) == 0:
+			return none, nil
+		}
+		c := base.Clone()
+		c.NextProtos = hello.SupportedProtos[:1]
+		return c, nil
+	}
+	return cfg
+}
+
+// dialAny connects to one of endpoints, starting at a random one and
+// trying the others in turn until one answers or the timeout expires.
+func dialAny(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), endpoints []string, timeout time.Duration) (net.Conn, error) {
+	if len(endpoints) == 0 {
+		return nil, ErrNoEndpoints
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	first := rand.IntN(len(endpoints))
+	var errs []error
+	for i := range endpoints {
+		addr := endpoints[(first+i)%len(endpoints)]
+		c, err := dial(ctx, "tcp", addr)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}

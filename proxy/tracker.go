@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// tracker owns the open client connections of one listener set: it enforces
+// the connection limit, lets drain wait for them, and force-closes what is
+// left when the drain timeout expires. Connection goroutines call add before
+// they do anything and done when they are finished with the connection.
+type tracker struct {
+	max int // 0: unlimited
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// add registers c; false means the limit is reached or the set is closed
+// for good, and the caller must close c itself.
+func (t *tracker) add(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || (t.max > 0 && len(t.conns) >= t.max) {
+		return false
+	}
+	if t.conns == nil {
+		t.conns = make(map[net.Conn]struct{})
+	}
+	t.conns[c] = struct{}{}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *tracker) done(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+func (t *tracker) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// drain waits up to timeout for every connection to finish, then closes
+// the rest and waits for their goroutines. It returns how many it closed.
+func (t *tracker) drain(timeout time.Duration) int {
+	finished := make(chan struct{})
+	go func() { t.wg.Wait(); close(finished) }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-finished:
+		return 0
+	case <-timer.C:
+	}
+	t.mu.Lock()
+	t.closed = true
+	n := len(t.conns)
+	for c := range t.conns {
+		c.Close() // unblocks the connection's splice; its goroutine calls done
+	}
+	t.mu.Unlock()
+	<-finished
+	return n
+}
