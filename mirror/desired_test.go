@@ -17,7 +17,7 @@ func testLink(mode string) *LinkConfig {
 	return &LinkConfig{
 		Name: "east", Namespace: "linkerd-multicluster", Cluster: "east", Domain: "east.local",
 		GatewayHosts: []string{"198.18.0.2"}, GatewayPort: 4143, GatewayIdentity: "gw.east",
-		Selector: labels.SelectorFromSet(labels.Set{"mirror.linkerd.io/exported": "true"}),
+		Selector:       labels.SelectorFromSet(labels.Set{"mirror.linkerd.io/exported": "true"}),
 		ExcludedLabels: []string{"argocd.argoproj.io/*", "team"},
 		ExcludedAnns:   []string{"prometheus.io/scrape", "config.linkerd.io/opaque-ports"},
 		Mode:           mode,
