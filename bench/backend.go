@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Backend addresses. Plain ones stand behind every proxy; the TLS ones are the
+// "direct" system: the client's mTLS ends in the backend itself, no hop.
+const (
+	echoAddr         = "127.0.0.1:18080"
+	discardAddr      = "127.0.0.1:18081"
+	directEchoAddr   = "127.0.0.1:18443"
+	directDiscardAdd = "127.0.0.1:18444"
+	echoSNI          = "echo.bench.svc.cluster.local"
+	discardSNI       = "discard.bench.svc.cluster.local"
+)
+
+// backends serves echo and discard on loopback, in the harness process (so on
+// the load generator's core), and counts what discard received: bulk
+// throughput is what arrived, not what the client managed to buffer.
+type backends struct {
+	discarded atomic.Int64
+	lns       []net.Listener
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{}
+}
+
+func startBackends(serverTLS *tls.Config) (*backends, error) {
+	b := &backends{conns: map[net.Conn]struct{}{}}
+	for _, l := range []struct {
+		addr    string
+		tls     bool
+		discard bool
+	}{{echoAddr, false, false}, {discardAddr, false, true}, {directEchoAddr, true, false}, {directDiscardAdd, true, true}} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("backend %s: %w", l.addr, err)
+		}
+		if l.tls {
+			ln = tls.NewListener(ln, serverTLS)
+		}
+		b.lns = append(b.lns, ln)
+		b.wg.Add(1)
+		go b.serve(ln, l.discard)
+	}
+	return b, nil
+}
+
+func (b *backends) serve(ln net.Listener, discard bool) {
+	defer b.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.conns[c] = struct{}{}
+		b.mu.Unlock()
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if discard {
+				b.sink(c)
+			} else {
+				echo(c)
+			}
+			b.mu.Lock()
+			delete(b.conns, c)
+			b.mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+// echo copies back until the client half-closes, then half-closes too.
+func echo(c net.Conn) {
+	_, _ = io.Copy(c, c)
+	closeWrite(c)
+}
+
+func (b *backends) sink(c net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		b.discarded.Add(int64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (b *backends) close() {
+	for _, ln := range b.lns {
+		ln.Close()
+	}
+	b.mu.Lock()
+	for c := range b.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// target is where a scenario's client connects: through TLS with this SNI, or
+// plain TCP (the app side of an egress listener).
+type target struct {
+	Addr string
+	SNI  string
+	TLS  bool
+}
+
+// dialer opens one scenario's client connections to its target; with resume
+// set, TLS clients resume sessions from a shared cache.
+type dialer struct {
+	t   target
+	cfg *tls.Config
+}
+
+func newDialer(base *tls.Config, t target, resume bool) *dialer {
+	cfg := base.Clone()
+	cfg.ServerName = t.SNI
+	if resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
+	return &dialer{t: t, cfg: cfg}
+}
+
+// dial returns a connection ready for application bytes and whether its TLS
+// session was resumed.
+func (d *dialer) dial(ctx context.Context) (net.Conn, bool, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", d.t.Addr)
+	if err != nil {
+		return nil, false, err
+	}
+	if !d.t.TLS {
+		return c, false, nil
+	}
+	tc := tls.Client(c, d.cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, false, fmt.Errorf("handshake with %s: %w", d.t.Addr, err)
+	}
+	return tc, tc.ConnectionState().DidResume, nil
+}
+
+// isClosed tells the errors a run's own shutdown causes from real ones.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

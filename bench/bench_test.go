@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the naive proxy process, as the
+// harness binary does.
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "naive" {
+		if err := naiveMain(os.Args[1:]); err != nil {
+			os.Stderr.WriteString("naive: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// mcgateBinary is bin/mcgate from `make build`, or a fresh build of it.
+func mcgateBinary(t *testing.T) string {
+	if p, err := filepath.Abs("../bin/mcgate"); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	out := filepath.Join(t.TempDir(), "mcgate")
+	if b, err := exec.Command("go", "build", "-o", out, "../cmd/mcgate").CombinedOutput(); err != nil {
+		t.Fatalf("go build mcgate: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestQuickRun runs the harness in a short quick mode against no proxy, the
+// naive Go proxy and mcgate, and checks every cell measured something.
+func TestQuickRun(t *testing.T) {
+	c, err := modeConfig("quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Systems = []string{"direct", "naive-go", "mcgate"}
+	c.Scenarios = []string{"idle", "handshake", "resume", "bulk1", "rr1", "rate", "t-connect", "t-bulk1", "t-rr1"}
+	c.Opts = runOpts{Warmup: 200 * time.Millisecond, Duration: time.Second, IdleConns: 200, Rate: 500}
+	c.Limits = 300 * time.Millisecond
+	c.Pin = false // other packages' tests share the machine
+	c.McgateBin = mcgateBinary(t)
+	c.Cache = t.TempDir()
+	c.Out = t.TempDir()
+	c.Log = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(c.Systems) * len(c.Scenarios); len(rep.Results) != want {
+		t.Fatalf("got %d cells, want %d", len(rep.Results), want)
+	}
+	for _, r := range rep.Results {
+		name := r.System + "/" + r.Scenario
+		if r.Errors != 0 {
+			t.Errorf("%s: %d errors, first: %s", name, r.Errors, r.FirstErr)
+		}
+		if r.Ops <= 0 {
+			t.Errorf("%s: no operation completed", name)
+		}
+		switch {
+		case r.Scenario == "idle" || r.Scenario == "t-idle":
+			if r.Ops != int64(c.Opts.IdleConns) || (r.System != "direct" && r.RSS <= 0) {
+				t.Errorf("%s: %d of %d conns held, RSS %d", name, r.Ops, c.Opts.IdleConns, r.RSS)
+			}
+		case r.Value <= 0 || math.IsNaN(r.Value):
+			t.Errorf("%s: value %v %s", name, r.Value, r.Unit)
+		}
+		if r.Scenario == "resume" && r.Resumed < 0.9 {
+			t.Errorf("%s: only %.0f%% of handshakes resumed", name, 100*r.Resumed)
+		}
+		if (r.Scenario == "rr1" || r.Scenario == "rate" || r.Scenario == "handshake") && r.Hist.TotalCount() == 0 {
+			t.Errorf("%s: no latency recorded", name)
+		}
+	}
+	for _, l := range rep.Limits {
+		if l.Value <= 0 && !strings.HasPrefix(l.Name, "openssl") {
+			t.Errorf("limit %s: %v", l.Name, l.Value)
+		}
+	}
+	files, err := rep.write(c.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("output %s missing or empty", f)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(c.Out, "results.md"))
+	for _, want := range []string{"| metric | direct | naive-go | mcgate |", "mcgate / best peer", "Physical limits"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,422 @@
+// Command bench is mcgate's load generator and peer comparison: it starts
+// mcgate and its peers (HAProxy, nginx stream, ghostunnel, caddy-l4, a naive
+// Go proxy, and no proxy at all) with configs it writes itself, pins each to
+// its own core, runs the same scenarios against each, and writes a markdown
+// table, a CSV and PNG charts. `go run ./bench -h`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// config is one harness run.
+type config struct {
+	Mode      string
+	Systems   []string
+	Scenarios []string
+	Tables    []int // cores given to each proxy, one table each
+	Opts      runOpts
+	Limits    time.Duration // time spent on each physical limit
+	Out       string
+	McgateBin string
+	Cache     string
+	Pin       bool     // load generator on core 0, proxies on the cores after it
+	Profile   []string // scenarios during which mcgate is CPU-profiled with perf
+	Install   bool
+	Keep      bool
+	Log       func(format string, args ...any)
+}
+
+func modeConfig(mode string) (config, error) {
+	c := config{Mode: mode, Pin: true, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
+	switch mode {
+	case "quick":
+		c.Opts = runOpts{Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, IdleConns: 1000, Rate: 2000}
+		c.Tables, c.Limits, c.Out = []int{1}, time.Second, "bench/results/tmp"
+	case "full":
+		c.Opts = runOpts{Warmup: 2 * time.Second, Duration: 10 * time.Second, IdleConns: 20000, Rate: 5000}
+		c.Tables, c.Limits, c.Out, c.Install = []int{1, 2}, 3*time.Second, "bench/results", true
+	default:
+		return c, fmt.Errorf("unknown mode %q (quick or full)", mode)
+	}
+	return c, nil
+}
+
+func main() {
+	if os.Getenv(roleEnv) == "naive" {
+		if err := naiveMain(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "naive:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := cliMain(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func cliMain(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	mode := fs.String("mode", "quick", "quick (seconds per cell, CI smoke) or full (the published table)")
+	systems := fs.String("systems", "", "comma list of systems (default all): "+strings.Join(names(allSystems()), ","))
+	scenarios := fs.String("scenarios", "", "comma list of scenarios (default all): "+strings.Join(scenarioNames(), ","))
+	tables := fs.String("cores", "", "comma list of core counts per proxy, one table each (quick: 1, full: 1,2)")
+	dur := fs.Duration("duration", 0, "measured time per cell (quick 2s, full 10s)")
+	warm := fs.Duration("warmup", 0, "warm-up per cell (quick 0.5s, full 2s)")
+	idleN := fs.Int("idle", 0, "idle connections (quick 1000, full 20000)")
+	rate := fs.Int("rate", 0, "requests/s of the fixed-rate scenario (quick 2000, full 5000)")
+	out := fs.String("out", "", "results directory (quick: bench/results/tmp, full: bench/results)")
+	bin := fs.String("mcgate", "bin/mcgate", "mcgate binary (make build)")
+	cache := fs.String("cache", defaultCache(), "peer binaries (ghostunnel, caddy)")
+	pin := fs.Bool("pin", true, "pin the load generator to core 0 and proxies to the next cores")
+	profile := fs.String("profile", "", "comma list of scenarios during which mcgate is profiled with perf (e.g. bulk1,handshake)")
+	install := fs.String("install", "", "install missing peers with bench/peers.sh (default: yes in full mode)")
+	keep := fs.Bool("keep", false, "keep the scratch directory (configs, logs, certificates)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := modeConfig(*mode)
+	if err != nil {
+		return err
+	}
+	c.Systems, c.Scenarios, c.Profile = splitList(*systems), splitList(*scenarios), splitList(*profile)
+	if *tables != "" {
+		c.Tables = nil
+		for _, s := range splitList(*tables) {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad -cores %q", s)
+			}
+			c.Tables = append(c.Tables, n)
+		}
+	}
+	setIf(&c.Opts.Duration, *dur)
+	setIf(&c.Opts.Warmup, *warm)
+	setIf(&c.Opts.IdleConns, *idleN)
+	setIf(&c.Opts.Rate, *rate)
+	setIf(&c.Out, *out)
+	c.McgateBin, c.Cache, c.Pin, c.Keep = *bin, *cache, *pin, *keep
+	if *install != "" {
+		c.Install = *install == "yes" || *install == "true"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, c)
+	if err != nil {
+		return err
+	}
+	files, err := rep.write(c.Out)
+	if err != nil {
+		return err
+	}
+	fmt.Println(rep.markdown())
+	fmt.Println("results written to:")
+	for _, f := range files {
+		fmt.Println("  " + f)
+	}
+	return nil
+}
+
+// run measures the limits, then every table, system and scenario.
+func run(ctx context.Context, c config) (*report, error) {
+	raiseNoFile()
+	cpus := runtime.NumCPU()
+	pinned := c.Pin && cpus >= 2
+	if pinned {
+		if err := pinSelf(0); err != nil {
+			c.Log("pinning the load generator failed, running unpinned: %v", err)
+			pinned = false
+		}
+	}
+	if c.Install {
+		if err := installPeers(c); err != nil {
+			c.Log("installing peers: %v (missing peers are reported as such)", err)
+		}
+	}
+	work, err := os.MkdirTemp("", "mcgate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if c.Keep {
+		c.Log("scratch directory: %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, err := makePKI(work, c.McgateBin)
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	clientTLS, serverTLS, err := tlsConfigs(p)
+	if err != nil {
+		return nil, err
+	}
+	be, err := startBackends(serverTLS)
+	if err != nil {
+		return nil, err
+	}
+	defer be.close()
+
+	rep := &report{Mode: c.Mode, Start: time.Now(), LoadStart: loadAvg(), Opts: c.Opts, Pinned: pinned, PKI: p.Source,
+		Versions: versions(c), Notes: map[string]string{}}
+	proxyCore := ""
+	if pinned {
+		proxyCore = "1"
+	}
+	c.Log("physical limits…")
+	rep.Limits = measureLimits(ctx, c.Limits, proxyCore)
+
+	scs := selectScenarios(c.Scenarios)
+	for _, cores := range c.Tables {
+		e := &env{work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, self: self, threads: cores, clientTLS: clientTLS}
+		if pinned {
+			e.cores = coreList(cores, cpus)
+		}
+		table := fmt.Sprintf("%d core", cores)
+		if cores > 1 {
+			table += "s"
+		}
+		rep.Tables = append(rep.Tables, table)
+		for _, sys := range selectSystems(c.Systems) {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			if err := sys.check(e); err != nil {
+				rep.Notes[sys.name] = "not available: " + err.Error()
+				c.Log("%s: skipped: %v", sys.name, err)
+				continue
+			}
+			for _, tunnel := range []bool{false, true} {
+				var group []scenario
+				for _, sc := range scs {
+					if sc.Tunnel == tunnel {
+						group = append(group, sc)
+					}
+				}
+				if len(group) == 0 {
+					continue
+				}
+				rep.Results = append(rep.Results, runGroup(ctx, c, e, sys, tunnel, group, be, table)...)
+			}
+		}
+	}
+	rep.End, rep.LoadEnd = time.Now(), loadAvg()
+	return rep, nil
+}
+
+// runGroup starts a system (ingress, or the egress→ingress pair) once and runs
+// a group of scenarios against it; idle runs first, on a fresh process.
+func runGroup(ctx context.Context, c config, e *env, sys *system, tunnel bool, group []scenario, be *backends, table string) []*result {
+	start := sys.ingress
+	if tunnel {
+		start = sys.tunnel
+	}
+	var out []*result
+	fail := func(sc scenario, err error) {
+		out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Errors: 1, FirstErr: err.Error(), Value: 0})
+	}
+	inst, err := start(e)
+	if inst != nil {
+		defer inst.stop()
+	}
+	if err != nil {
+		c.Log("%s: start: %v", sys.name, err)
+		for _, sc := range group {
+			fail(sc, err)
+		}
+		return out
+	}
+	for _, sc := range group {
+		if ctx.Err() != nil {
+			break
+		}
+		t := inst.echo
+		if sc.Kind == "bulk" {
+			t = inst.discard
+		}
+		d := newDialer(e.clientTLS, t, sc.Resume)
+		load := loadAvg()
+		var prof *perfRecord
+		if sys.name == "mcgate" && slices.Contains(c.Profile, sc.Name) {
+			prof = startPerf(e, inst.pids(), table, sc, c.Opts)
+		}
+		r := runScenario(ctx, sc, inst, d, be, c.Opts)
+		if prof != nil {
+			r.Note = strings.TrimSpace(r.Note + " " + prof.finish(c.Out))
+		}
+		r.Table, r.System, r.Load = table, sys.name, load
+		if inst.note != "" {
+			r.Note = strings.TrimSpace(r.Note + " " + inst.note)
+		}
+		c.Log("[%s] %-10s %-9s %10.1f %-8s p50 %6.0fµs p99 %6.0fµs err %d load %.1f %s", table, sys.name, sc.Name, r.Value, r.Unit,
+			r.pct(50), r.pct(99), r.Errors, load, firstLine(r.FirstErr))
+		out = append(out, r)
+	}
+	return out
+}
+
+func installPeers(c config) error {
+	missing := false
+	for _, s := range allSystems() {
+		if s.check(&env{cache: c.Cache}) != nil {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	c.Log("installing peers (bench/peers.sh)…")
+	cmd := exec.Command("bash", "bench/peers.sh")
+	cmd.Env = append(os.Environ(), "MCGATE_CACHE="+filepath.Dir(c.Cache))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+func defaultCache() string {
+	if d := os.Getenv("MCGATE_CACHE"); d != "" {
+		return filepath.Join(d, "bench")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "mcgate", "bench")
+}
+
+// pinSelf puts every thread of this process on one core: the load generator
+// and the backends share it, the proxies get the others.
+func pinSelf(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("sched_setaffinity %d: %w", tid, err)
+		}
+	}
+	runtime.GOMAXPROCS(1)
+	return nil
+}
+
+// coreList gives a proxy n cores starting after the load generator's, and
+// wraps onto core 0 when the machine has no more (2 cores on this machine:
+// "0-1", shared with the load generator).
+func coreList(n, cpus int) string {
+	switch {
+	case n >= cpus:
+		return fmt.Sprintf("0-%d", cpus-1)
+	case n == 1:
+		return "1"
+	}
+	return fmt.Sprintf("1-%d", n)
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE for this process and the proxies it starts
+// (children inherit a limit set explicitly), for the idle scenario.
+func raiseNoFile() {
+	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
+	if unix.Setrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+}
+
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+func versions(c config) map[string]string {
+	v := map[string]string{"go": runtime.Version()}
+	for name, cmd := range map[string][]string{
+		"haproxy": {"haproxy", "-v"}, "nginx": {"nginx", "-v"}, "openssl": {"openssl", "version"},
+		"ghostunnel": {filepath.Join(c.Cache, "ghostunnel"), "--version"}, "mcgate": {c.McgateBin, "version"},
+	} {
+		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		if err == nil {
+			v[name] = strings.TrimSpace(firstLine(string(out)))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.Cache, "caddy")); err == nil {
+		v["caddy-l4"] = "v0.1.2"
+	}
+	return v
+}
+
+func selectSystems(want []string) []*system {
+	var out []*system
+	for _, s := range allSystems() {
+		if len(want) == 0 || slices.Contains(want, s.name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func selectScenarios(want []string) []scenario {
+	var out []scenario
+	for _, s := range allScenarios() {
+		if len(want) == 0 || slices.Contains(want, s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func names(ss []*system) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+func scenarioNames() []string {
+	var out []string
+	for _, s := range allScenarios() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+)
+
+// The peers, each with a config written here: mTLS required, client chains
+// verified against the same ca.crt (depth ≥ 2: the client sends leaf+issuer),
+// TLS 1.3 only, SNI routing where the peer can do it. On the egress side a
+// peer that cannot send one SNI and verify another name (nginx, ghostunnel,
+// caddy) sends the gateway identity as SNI and is routed by port instead.
+
+func writeConfig(e *env, name, content string) (string, error) {
+	path := filepath.Join(e.work, name)
+	return path, os.WriteFile(path, []byte(content), 0o644)
+}
+
+func lookBin(name string) error {
+	_, err := exec.LookPath(name)
+	return err
+}
+
+func haproxySystem() *system {
+	const in = "127.0.0.2:5201"
+	global := func(e *env) string {
+		return fmt.Sprintf(`global
+  maxconn 100000
+  nbthread %d
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+  ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+`, e.threads)
+	}
+	ingress := func(e *env) (*proc, error) {
+		cfg := global(e) + fmt.Sprintf(`frontend gw
+  bind %s ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3 curves X25519
+  use_backend echo if { ssl_fc_sni -i %s }
+  use_backend discard if { ssl_fc_sni -i %s }
+backend echo
+  server s %s
+backend discard
+  server s %s
+`, in, e.pki.Gateway.Bundle, e.pki.Gateway.CA, echoSNI, discardSNI, echoAddr, discardAddr)
+		path, err := writeConfig(e, "haproxy.cfg", cfg)
+		if err != nil {
+			return nil, err
+		}
+		p, err := e.start("haproxy", "haproxy", nil, "-db", "-f", path)
+		if err != nil {
+			return nil, err
+		}
+		return p, p.waitTCP(in)
+	}
+	return &system{
+		name:  "haproxy",
+		check: func(*env) error { return lookBin("haproxy") },
+		ingress: func(e *env) (*instance, error) {
+			p, err := ingress(e)
+			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ip, err := ingress(e)
+			inst := &instance{echo: target{Addr: "127.0.0.3:5301"}, discard: target{Addr: "127.0.0.3:5302"}, procs: procs(ip)}
+			if err != nil {
+				return inst, err
+			}
+			cfg := global(e)
+			for i, s := range []struct{ listen, sni string }{{"127.0.0.3:5301", echoSNI}, {"127.0.0.3:5302", discardSNI}} {
+				cfg += fmt.Sprintf(`frontend eg%d
+  bind %s
+  default_backend gw%d
+backend gw%d
+  server gw %s ssl crt %s ca-file %s verify required verifyhost %s sni str(%s) ssl-min-ver TLSv1.3 curves X25519
+`, i, s.listen, i, i, in, e.pki.Client.Bundle, e.pki.Client.CA, gwIdentity, s.sni)
+			}
+			path, err := writeConfig(e, "haproxy-egress.cfg", cfg)
+			if err != nil {
+				return inst, err
+			}
+			p, err := e.start("haproxy-egress", "haproxy", nil, "-db", "-f", path)
+			inst.procs = append(inst.procs, procs(p)...)
+			if err == nil {
+				err = p.waitTCP("127.0.0.3:5301", "127.0.0.3:5302")
+			}
+			return inst, err
+		},
+	}
+}
+
+const nginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+func nginxSystem() *system {
+	const in, inEcho, inDiscard = "127.0.0.2:5401", "127.0.0.2:5402", "127.0.0.2:5403"
+	run := func(e *env, name, servers string) (*proc, error) {
+		cfg := fmt.Sprintf(`load_module %s;
+daemon off;
+master_process on;
+worker_processes %d;
+worker_rlimit_nofile 300000;
+pid %s/%s.pid;
+error_log %s/%s.err warn;
+events { worker_connections 100000; multi_accept on; }
+stream {
+%s}
+`, nginxStreamModule, e.threads, e.work, name, e.work, name, servers)
+		path, err := writeConfig(e, name+".conf", cfg)
+		if err != nil {
+			return nil, err
+		}
+		return e.start(name, "nginx", nil, "-p", e.work, "-c", path, "-e", filepath.Join(e.work, name+".err"))
+	}
+	tlsIn := fmt.Sprintf(`    ssl_certificate %s;
+    ssl_certificate_key %s;
+    ssl_client_certificate %s;
+    ssl_verify_client on;
+    ssl_verify_depth 3;
+    ssl_protocols TLSv1.3;
+    ssl_ecdh_curve X25519;
+    ssl_session_cache shared:bench:20m;
+    ssl_session_tickets on;
+`, "%[1]s", "%[2]s", "%[3]s")
+	ingress := func(e *env) (*proc, error) {
+		t := fmt.Sprintf(tlsIn, e.pki.Gateway.Cert, e.pki.Gateway.Key, e.pki.Gateway.CA)
+		servers := fmt.Sprintf(`  map $ssl_server_name $up { %s %s; %s %s; default 127.0.0.1:1; }
+  server { listen %s ssl;
+%s    proxy_pass $up; }
+  server { listen %s ssl;
+%s    proxy_pass %s; }
+  server { listen %s ssl;
+%s    proxy_pass %s; }
+`, echoSNI, echoAddr, discardSNI, discardAddr, in, t, inEcho, t, echoAddr, inDiscard, t, discardAddr)
+		p, err := run(e, "nginx", servers)
+		if err != nil {
+			return nil, err
+		}
+		return p, p.waitTCP(in, inEcho, inDiscard)
+	}
+	return &system{
+		name: "nginx",
+		check: func(*env) error {
+			if err := lookBin("nginx"); err != nil {
+				return err
+			}
+			_, err := os.Stat(nginxStreamModule)
+			return err
+		},
+		ingress: func(e *env) (*instance, error) {
+			p, err := ingress(e)
+			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ip, err := ingress(e)
+			inst := &instance{echo: target{Addr: "127.0.0.3:5501"}, discard: target{Addr: "127.0.0.3:5502"}, procs: procs(ip),
+				note: "egress routed by port, SNI = gateway identity"}
+			if err != nil {
+				return inst, err
+			}
+			var servers string
+			for _, s := range [][2]string{{"127.0.0.3:5501", inEcho}, {"127.0.0.3:5502", inDiscard}} {
+				servers += fmt.Sprintf(`  server { listen %s; proxy_pass %s;
+    proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate %s; proxy_ssl_certificate_key %s;
+    proxy_ssl_trusted_certificate %s; proxy_ssl_verify on; proxy_ssl_verify_depth 3;
+    proxy_ssl_name %s; proxy_ssl_server_name on; proxy_ssl_session_reuse on; }
+`, s[0], s[1], e.pki.Client.Cert, e.pki.Client.Key, e.pki.Client.CA, gwIdentity)
+			}
+			p, err := run(e, "nginx-egress", servers)
+			inst.procs = append(inst.procs, procs(p)...)
+			if err == nil {
+				err = p.waitTCP("127.0.0.3:5501", "127.0.0.3:5502")
+			}
+			return inst, err
+		},
+	}
+}
+
+func ghostunnelSystem() *system {
+	const inEcho, inDiscard = "127.0.0.2:5601", "127.0.0.2:5602"
+	bin := func(e *env) string { return filepath.Join(e.cache, "ghostunnel") }
+	// ghostunnel has no SNI routing: one server process per backend.
+	ingress := func(e *env) ([]*proc, error) {
+		var ps []*proc
+		for _, s := range [][2]string{{inEcho, echoAddr}, {inDiscard, discardAddr}} {
+			p, err := e.start("ghostunnel", bin(e), nil, "server", "--listen", s[0], "--target", s[1],
+				"--cert", e.pki.Gateway.Cert, "--key", e.pki.Gateway.Key, "--cacert", e.pki.Gateway.CA,
+				"--allow-all", "--quiet=all", "--unsafe-target")
+			ps = append(ps, procs(p)...)
+			if err == nil {
+				err = p.waitTCP(s[0])
+			}
+			if err != nil {
+				return ps, err
+			}
+		}
+		return ps, nil
+	}
+	return &system{
+		name: "ghostunnel",
+		check: func(e *env) error {
+			_, err := os.Stat(bin(e))
+			return err
+		},
+		ingress: func(e *env) (*instance, error) {
+			ps, err := ingress(e)
+			return &instance{echo: target{inEcho, echoSNI, true}, discard: target{inDiscard, discardSNI, true}, procs: ps,
+				note: "one process per backend (no SNI routing)"}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ps, err := ingress(e)
+			inst := &instance{echo: target{Addr: "127.0.0.3:5701"}, discard: target{Addr: "127.0.0.3:5702"}, procs: ps,
+				note: "one process per backend and direction"}
+			if err != nil {
+				return inst, err
+			}
+			for _, s := range [][2]string{{"127.0.0.3:5701", inEcho}, {"127.0.0.3:5702", inDiscard}} {
+				p, err := e.start("ghostunnel-client", bin(e), nil, "client", "--listen", s[0], "--target", s[1],
+					"--cert", e.pki.Client.Cert, "--key", e.pki.Client.Key, "--cacert", e.pki.Client.CA,
+					"--override-server-name", gwIdentity, "--verify-dns", gwIdentity, "--quiet=all", "--unsafe-listen")
+				inst.procs = append(inst.procs, procs(p)...)
+				if err == nil {
+					err = p.waitTCP(s[0])
+				}
+				if err != nil {
+					return inst, err
+				}
+			}
+			return inst, nil
+		},
+	}
+}
+
+func caddySystem() *system {
+	const in, inEcho, inDiscard = "127.0.0.2:5801", "127.0.0.2:5802", "127.0.0.2:5803"
+	bin := func(e *env) string { return filepath.Join(e.cache, "caddy") }
+	type obj = map[string]any
+	tlsHandler := func(e *env) obj {
+		return obj{"handler": "tls", "connection_policies": []obj{{
+			"certificate_selection": obj{"any_tag": []string{"gw"}},
+			"protocol_min":          "tls1.3",
+			"curves":                []string{"x25519"},
+			"client_authentication": obj{"trusted_ca_certs_pem_files": []string{e.pki.Gateway.CA}, "mode": "require_and_verify"},
+		}}}
+	}
+	proxyTo := func(addr string) obj { return obj{"handler": "proxy", "upstreams": []obj{{"dial": []string{addr}}}} }
+	run := func(e *env, name string, servers obj, certs bool, addrs ...string) (*proc, error) {
+		apps := obj{"layer4": obj{"servers": servers}}
+		if certs {
+			apps["tls"] = obj{"certificates": obj{"load_files": []obj{{"certificate": e.pki.Gateway.Cert, "key": e.pki.Gateway.Key, "tags": []string{"gw"}}}}}
+		}
+		b, err := json.MarshalIndent(obj{"admin": obj{"disabled": true}, "logging": obj{"logs": obj{"default": obj{"level": "WARN"}}}, "apps": apps}, "", " ")
+		if err != nil {
+			return nil, err
+		}
+		path, err := writeConfig(e, name+".json", string(b))
+		if err != nil {
+			return nil, err
+		}
+		p, err := e.start(name, bin(e), nil, "run", "--config", path)
+		if err != nil {
+			return nil, err
+		}
+		return p, p.waitTCP(addrs...)
+	}
+	ingress := func(e *env) (*proc, error) {
+		route := func(sni, addr string) obj {
+			return obj{"match": []obj{{"tls": obj{"sni": []string{sni}}}}, "handle": []any{tlsHandler(e), proxyTo(addr)}}
+		}
+		plain := func(addr string) obj { return obj{"handle": []any{tlsHandler(e), proxyTo(addr)}} }
+		servers := obj{
+			"sni":     obj{"listen": []string{in}, "routes": []obj{route(echoSNI, echoAddr), route(discardSNI, discardAddr)}},
+			"echo":    obj{"listen": []string{inEcho}, "routes": []obj{plain(echoAddr)}},
+			"discard": obj{"listen": []string{inDiscard}, "routes": []obj{plain(discardAddr)}},
+		}
+		return run(e, "caddy", servers, true, in, inEcho, inDiscard)
+	}
+	return &system{
+		name: "caddy-l4",
+		check: func(e *env) error {
+			_, err := os.Stat(bin(e))
+			return err
+		},
+		ingress: func(e *env) (*instance, error) {
+			p, err := ingress(e)
+			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ip, err := ingress(e)
+			inst := &instance{echo: target{Addr: "127.0.0.3:5901"}, discard: target{Addr: "127.0.0.3:5902"}, procs: procs(ip),
+				note: "egress routed by port, SNI = gateway identity"}
+			if err != nil {
+				return inst, err
+			}
+			servers := obj{}
+			for i, s := range [][2]string{{"127.0.0.3:5901", inEcho}, {"127.0.0.3:5902", inDiscard}} {
+				up := obj{"dial": []string{s[1]}, "tls": obj{
+					"root_ca_pem_files":           []string{e.pki.Client.CA},
+					"client_certificate_file":     e.pki.Client.Cert,
+					"client_certificate_key_file": e.pki.Client.Key,
+					"server_name":                 gwIdentity,
+				}}
+				servers["eg"+strconv.Itoa(i)] = obj{"listen": []string{s[0]},
+					"routes": []obj{{"handle": []any{obj{"handler": "proxy", "upstreams": []obj{up}}}}}}
+			}
+			p, err := run(e, "caddy-egress", servers, false, "127.0.0.3:5901", "127.0.0.3:5902")
+			inst.procs = append(inst.procs, procs(p)...)
+			return inst, err
+		},
+	}
+}

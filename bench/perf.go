@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// perfRecord samples mcgate's CPU with perf (software clock, call graphs by
+// frame pointers: Go keeps them) during one cell, since the gateway's admin
+// port need not expose pprof.
+type perfRecord struct {
+	cmd    *exec.Cmd
+	data   string
+	name   string
+	cancel context.CancelFunc
+}
+
+func startPerf(e *env, pids []int, table string, sc scenario, o runOpts) *perfRecord {
+	if _, err := exec.LookPath("perf"); err != nil || len(pids) == 0 {
+		return nil
+	}
+	var ps []string
+	for _, p := range pids {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	name := fmt.Sprintf("profile-%s-%s", strings.ReplaceAll(table, " ", ""), sc.Name)
+	data := filepath.Join(e.work, name+".data")
+	// Sample the measured window only.
+	secs := fmt.Sprintf("%.1f", o.Duration.Seconds())
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "bash", "-c", fmt.Sprintf("sleep %.1f; exec perf record -q -e cpu-clock -F 1999 -g -p %s -o %s -- sleep %s",
+		o.Warmup.Seconds(), strings.Join(ps, ","), data, secs))
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil
+	}
+	return &perfRecord{cmd: cmd, data: data, name: name, cancel: cancel}
+}
+
+// finish waits for perf and writes two flat reports (self time by symbol, and
+// by shared object) into out; it returns a note for the cell.
+func (p *perfRecord) finish(out string) string {
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		p.cancel()
+		<-done
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, sort := range []string{"dso", "symbol"} {
+		rep, err := exec.Command("perf", "report", "-i", p.data, "--stdio", "--no-children", "-g", "none",
+			"--sort", sort, "--percent-limit", "0.7").CombinedOutput()
+		if err != nil {
+			return "perf report failed: " + firstLine(string(rep))
+		}
+		b.Write(rep)
+	}
+	path := filepath.Join(out, p.name+".txt")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return ""
+	}
+	return "profile: " + path
+}

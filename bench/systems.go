@@ -1,0 +1,339 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// env is what every system needs to start: certificates, where to write its
+// config and log, and which cores to pin it to.
+type env struct {
+	work      string // scratch dir of this run: configs, logs, certificates
+	pki       *pki
+	cache     string // peer binaries
+	mcgateBin string
+	self      string // this executable, for the naive proxy role
+	cores     string // taskset -c list for proxies; "" = unpinned
+	threads   int    // worker threads/processes a peer may use (cores given)
+	clientTLS *tls.Config
+}
+
+// instance is one started system: where clients go, and its processes.
+type instance struct {
+	echo, discard target
+	procs         []*proc
+	note          string
+}
+
+func (in *instance) stop() {
+	for _, p := range in.procs {
+		p.stop()
+	}
+}
+
+// pids are the root processes whose trees count towards the proxy's memory.
+func (in *instance) pids() []int {
+	var out []int
+	for _, p := range in.procs {
+		out = append(out, p.cmd.Process.Pid)
+	}
+	return out
+}
+
+// system is one contender. ingress serves mTLS clients; tunnel is an
+// egress→ingress pair of the same system, with plain-TCP clients.
+type system struct {
+	name    string
+	check   func(e *env) error
+	ingress func(e *env) (*instance, error)
+	tunnel  func(e *env) (*instance, error)
+}
+
+func allSystems() []*system {
+	return []*system{directSystem(), naiveSystem(), haproxySystem(), nginxSystem(), ghostunnelSystem(), caddySystem(), mcgateSystem()}
+}
+
+func directSystem() *system {
+	return &system{
+		name:  "direct",
+		check: func(*env) error { return nil },
+		ingress: func(*env) (*instance, error) {
+			return &instance{echo: target{Addr: directEchoAddr, TLS: true}, discard: target{Addr: directDiscardAdd, TLS: true},
+				note: "mTLS ends in the backend (no hop)"}, nil
+		},
+		tunnel: func(*env) (*instance, error) {
+			return &instance{echo: target{Addr: echoAddr}, discard: target{Addr: discardAddr},
+				note: "plain TCP to the backend"}, nil
+		},
+	}
+}
+
+func naiveSystem() *system {
+	in := "127.0.0.2:5001"
+	routes := echoSNI + "=" + echoAddr + "," + discardSNI + "=" + discardAddr
+	ingress := func(e *env) (*proc, error) {
+		p, err := e.start("naive", e.self, []string{roleEnv + "=naive"}, "-listen", in, "-identity-dir", e.pki.Gateway.Dir, "-routes", routes)
+		if err != nil {
+			return nil, err
+		}
+		return p, p.waitTCP(in)
+	}
+	return &system{
+		name:  "naive-go",
+		check: func(*env) error { return nil },
+		ingress: func(e *env) (*instance, error) {
+			p, err := ingress(e)
+			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ip, err := ingress(e)
+			inst := &instance{echo: target{Addr: "127.0.0.3:5101"}, discard: target{Addr: "127.0.0.3:5102"}, procs: procs(ip)}
+			if err != nil {
+				return inst, err
+			}
+			// The naive egress speaks to one target per process: two processes.
+			for _, eg := range []struct{ listen, sni string }{{"127.0.0.3:5101", echoSNI}, {"127.0.0.3:5102", discardSNI}} {
+				p, err := e.start("naive-egress", e.self, []string{roleEnv + "=naive"}, "-listen", eg.listen,
+					"-identity-dir", e.pki.Client.Dir, "-upstream", in, "-sni", eg.sni)
+				inst.procs = append(inst.procs, procs(p)...)
+				if err == nil {
+					err = p.waitTCP(eg.listen)
+				}
+				if err != nil {
+					return inst, err
+				}
+			}
+			return inst, nil
+		},
+	}
+}
+
+func mcgateSystem() *system {
+	const (
+		in, admin     = "127.0.0.2:4143", "127.0.0.2:4191"
+		egIn, egAdmin = "127.0.0.3:4143", "127.0.0.3:4191"
+		egEcho, egDis = "127.0.0.3:14200", "127.0.0.3:14201"
+	)
+	services := fmt.Sprintf(`services:
+- name: echo
+  namespace: bench
+  ports:
+  - port: 8080
+    endpoints: [%q]
+- name: discard
+  namespace: bench
+  ports:
+  - port: 8081
+    endpoints: [%q]
+`, echoAddr, discardAddr)
+	egress := fmt.Sprintf(`egress:
+- listen: %s
+  gatewayAddress: %s
+  gatewayIdentity: %s
+  target: %s:8080
+- listen: %s
+  gatewayAddress: %s
+  gatewayIdentity: %s
+  target: %s:8081
+`, egEcho, in, gwIdentity, echoSNI, egDis, in, gwIdentity, discardSNI)
+	gateway := func(e *env, name, listen, adminAddr, config string) (*proc, error) {
+		file := filepath.Join(e.work, name+".yaml")
+		if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
+			return nil, err
+		}
+		p, err := e.start(name, e.mcgateBin, nil, "gateway", "--identity-dir", e.pki.Gateway.Dir, "--listen-addr", listen,
+			"--admin-addr", adminAddr, "--static-config", file, "--log-level", "warn", "--max-conns", "100000", "--max-handshakes", "10000")
+		if err != nil {
+			return nil, err
+		}
+		return p, p.waitHTTP("http://" + adminAddr + "/ready")
+	}
+	return &system{
+		name: "mcgate",
+		check: func(e *env) error {
+			_, err := os.Stat(e.mcgateBin)
+			return err
+		},
+		ingress: func(e *env) (*instance, error) {
+			p, err := gateway(e, "mcgate", in, admin, services)
+			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
+		},
+		tunnel: func(e *env) (*instance, error) {
+			ip, err := gateway(e, "mcgate", in, admin, services)
+			inst := &instance{echo: target{Addr: egEcho}, discard: target{Addr: egDis}, procs: procs(ip)}
+			if err != nil {
+				return inst, err
+			}
+			ep, err := gateway(e, "mcgate-egress", egIn, egAdmin, services+egress)
+			inst.procs = append(inst.procs, procs(ep)...)
+			return inst, err
+		},
+	}
+}
+
+func procs(p *proc) []*proc {
+	if p == nil {
+		return nil
+	}
+	return []*proc{p}
+}
+
+// proc is a started peer process, in its own process group.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	log  string
+}
+
+// start runs bin pinned with taskset (when cores are set), its output in a
+// log file of the run.
+func (e *env) start(name, bin string, extraEnv []string, args ...string) (*proc, error) {
+	if e.cores != "" {
+		args = append([]string{"-c", e.cores, bin}, args...)
+		bin = "taskset"
+	}
+	logPath := filepath.Join(e.work, name+".log")
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "HOME="+e.work, "XDG_DATA_HOME="+e.work, "XDG_CONFIG_HOME="+e.work), extraEnv...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop sends SIGTERM to the group, then SIGKILL after a grace period.
+func (p *proc) stop() {
+	pg := -p.cmd.Process.Pid
+	_ = syscall.Kill(pg, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(pg, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *proc) wait(ready func() bool) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %v: %s", p.name, p.err, tail(p.log))
+		default:
+		}
+		if ready() {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond) // polling a child process, not a test
+	}
+	return fmt.Errorf("%s not ready after 30s: %s", p.name, tail(p.log))
+}
+
+func (p *proc) waitTCP(addrs ...string) error {
+	return p.wait(func() bool {
+		for _, a := range addrs {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				return false
+			}
+			c.Close()
+		}
+		return true
+	})
+}
+
+func (p *proc) waitHTTP(url string) error {
+	cl := &http.Client{Timeout: time.Second}
+	return p.wait(func() bool {
+		r, err := cl.Get(url)
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 800 {
+		b = b[len(b)-800:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// treeRSS sums VmRSS (bytes) of the given processes and all their
+// descendants: nginx and HAProxy keep their connections in workers.
+func treeRSS(roots []int) int64 {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			f := strings.Fields(s[i+1:])
+			if len(f) > 1 {
+				pp, _ := strconv.Atoi(f[1])
+				children[pp] = append(children[pp], pid)
+			}
+		}
+	}
+	var total int64
+	seen := map[int]bool{}
+	queue := append([]int(nil), roots...)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		total += vmRSS(pid)
+		queue = append(queue, children[pid]...)
+	}
+	return total
+}
+
+func vmRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
