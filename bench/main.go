@@ -28,7 +28,8 @@ type config struct {
 	Mode      string
 	Systems   []string
 	Scenarios []string
-	Tables    []int // cores given to each proxy, one table each
+	Wide      []string // scenarios of the tables with more than one core (all when empty)
+	Tables    []int    // cores given to each proxy, one table each
 	Opts      runOpts
 	Limits    time.Duration // time spent on each physical limit
 	Out       string
@@ -48,8 +49,10 @@ func modeConfig(mode string) (config, error) {
 		c.Opts = runOpts{Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, IdleConns: 1000, Rate: 2000}
 		c.Tables, c.Limits, c.Out = []int{1}, time.Second, "bench/results/tmp"
 	case "full":
-		c.Opts = runOpts{Warmup: 2 * time.Second, Duration: 10 * time.Second, IdleConns: 20000, Rate: 5000}
+		c.Opts = runOpts{Warmup: time.Second, Duration: 5 * time.Second, IdleConns: 20000, Rate: 5000}
 		c.Tables, c.Limits, c.Out, c.Install = []int{1, 2}, 3*time.Second, "bench/results", true
+		// The two-core table answers scaling: does the proxy use a second core.
+		c.Wide = []string{"handshake", "resume", "bulk1", "bulk8", "rr32", "rate", "t-bulk1"}
 	default:
 		return c, fmt.Errorf("unknown mode %q (quick or full)", mode)
 	}
@@ -76,8 +79,8 @@ func cliMain(args []string) error {
 	systems := fs.String("systems", "", "comma list of systems (default all): "+strings.Join(names(allSystems()), ","))
 	scenarios := fs.String("scenarios", "", "comma list of scenarios (default all): "+strings.Join(scenarioNames(), ","))
 	tables := fs.String("cores", "", "comma list of core counts per proxy, one table each (quick: 1, full: 1,2)")
-	dur := fs.Duration("duration", 0, "measured time per cell (quick 2s, full 10s)")
-	warm := fs.Duration("warmup", 0, "warm-up per cell (quick 0.5s, full 2s)")
+	dur := fs.Duration("duration", 0, "measured time per cell (quick 2s, full 5s)")
+	warm := fs.Duration("warmup", 0, "warm-up per cell (quick 0.5s, full 1s)")
 	idleN := fs.Int("idle", 0, "idle connections (quick 1000, full 20000)")
 	rate := fs.Int("rate", 0, "requests/s of the fixed-rate scenario (quick 2000, full 5000)")
 	out := fs.String("out", "", "results directory (quick: bench/results/tmp, full: bench/results)")
@@ -95,6 +98,9 @@ func cliMain(args []string) error {
 		return err
 	}
 	c.Systems, c.Scenarios, c.Profile = splitList(*systems), splitList(*scenarios), splitList(*profile)
+	if len(c.Scenarios) > 0 {
+		c.Wide = nil
+	}
 	if *tables != "" {
 		c.Tables = nil
 		for _, s := range splitList(*tables) {
@@ -134,7 +140,14 @@ func cliMain(args []string) error {
 
 // run measures the limits, then every table, system and scenario.
 func run(ctx context.Context, c config) (*report, error) {
-	raiseNoFile()
+	nofile := raiseNoFile()
+	idleNote := ""
+	if m := maxIdleConns(nofile); c.Opts.IdleConns > m {
+		idleNote = fmt.Sprintf("idle capped at %d connections (asked %d): RLIMIT_NOFILE is %d here and a proxy needs 2 descriptors per connection",
+			m, c.Opts.IdleConns, nofile)
+		c.Log("%s", idleNote)
+		c.Opts.IdleConns = m
+	}
 	cpus := runtime.NumCPU()
 	pinned := c.Pin && cpus >= 2
 	if pinned {
@@ -176,7 +189,10 @@ func run(ctx context.Context, c config) (*report, error) {
 	defer be.close()
 
 	rep := &report{Mode: c.Mode, Start: time.Now(), LoadStart: loadAvg(), Opts: c.Opts, Pinned: pinned, PKI: p.Source,
-		Versions: versions(c), Notes: map[string]string{}}
+		Versions: versions(c), Notes: map[string]string{}, NoFile: nofile}
+	if idleNote != "" {
+		rep.Notes["idle"] = idleNote
+	}
 	proxyCore := ""
 	if pinned {
 		proxyCore = "1"
@@ -184,9 +200,12 @@ func run(ctx context.Context, c config) (*report, error) {
 	c.Log("physical limits…")
 	rep.Limits = measureLimits(ctx, c.Limits, proxyCore)
 
-	scs := selectScenarios(c.Scenarios)
 	for _, cores := range c.Tables {
-		e := &env{work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, self: self, threads: cores, clientTLS: clientTLS}
+		scs := selectScenarios(c.Scenarios)
+		if cores > 1 && len(c.Wide) > 0 {
+			scs = selectScenarios(c.Wide)
+		}
+		e := &env{nofile: nofile, work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, self: self, threads: cores, clientTLS: clientTLS}
 		if pinned {
 			e.cores = coreList(cores, cpus)
 		}
@@ -331,15 +350,23 @@ func coreList(n, cpus int) string {
 }
 
 // raiseNoFile lifts RLIMIT_NOFILE for this process and the proxies it starts
-// (children inherit a limit set explicitly), for the idle scenario.
-func raiseNoFile() {
+// (children inherit a limit set explicitly), for the idle scenario, and
+// returns the limit in force: without CAP_SYS_RESOURCE the hard limit stays.
+func raiseNoFile() uint64 {
 	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
 	if unix.Setrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
 		_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
 		lim.Cur = lim.Max
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	return lim.Cur
 }
+
+// maxIdleConns is how many idle connections fit the descriptor limit: a
+// proxy holds two descriptors per tunneled connection, and so does this
+// process (client side and backend side).
+func maxIdleConns(nofile uint64) int { return int(nofile-256) / 2 }
 
 func loadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")

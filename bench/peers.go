@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,11 +14,18 @@ import (
 // verified against the same ca.crt (depth ≥ 2: the client sends leaf+issuer),
 // TLS 1.3 only, SNI routing where the peer can do it. On the egress side a
 // peer that cannot send one SNI and verify another name (nginx, ghostunnel,
-// caddy) sends the gateway identity as SNI and is routed by port instead.
+// caddy, HAProxy) sends the gateway identity as SNI and is routed by port.
 
 func writeConfig(e *env, name, content string) (string, error) {
 	path := filepath.Join(e.work, name)
 	return path, os.WriteFile(path, []byte(content), 0o644)
+}
+
+const portRouted = "egress sends SNI = gateway identity (verified), ingress routes by port"
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }
 
 func lookBin(name string) error {
@@ -26,10 +34,10 @@ func lookBin(name string) error {
 }
 
 func haproxySystem() *system {
-	const in = "127.0.0.2:5201"
+	const in, inEcho, inDiscard = "127.0.0.2:5201", "127.0.0.2:5202", "127.0.0.2:5203"
 	global := func(e *env) string {
 		return fmt.Sprintf(`global
-  maxconn 100000
+  maxconn %d
   nbthread %d
   ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
   ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
@@ -38,18 +46,21 @@ defaults
   timeout connect 5s
   timeout client 1h
   timeout server 1h
-`, e.threads)
+`, maxIdleConns(e.nofile), e.threads)
 	}
 	ingress := func(e *env) (*proc, error) {
+		bind := fmt.Sprintf("ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3 curves X25519", e.pki.Gateway.Bundle, e.pki.Gateway.CA)
 		cfg := global(e) + fmt.Sprintf(`frontend gw
-  bind %s ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3 curves X25519
-  use_backend echo if { ssl_fc_sni -i %s }
-  use_backend discard if { ssl_fc_sni -i %s }
+  bind %s %s
+  bind %s %s
+  bind %s %s
+  use_backend echo if { ssl_fc_sni -i %s } || { dst_port %s }
+  use_backend discard if { ssl_fc_sni -i %s } || { dst_port %s }
 backend echo
   server s %s
 backend discard
   server s %s
-`, in, e.pki.Gateway.Bundle, e.pki.Gateway.CA, echoSNI, discardSNI, echoAddr, discardAddr)
+`, in, bind, inEcho, bind, inDiscard, bind, echoSNI, port(inEcho), discardSNI, port(inDiscard), echoAddr, discardAddr)
 		path, err := writeConfig(e, "haproxy.cfg", cfg)
 		if err != nil {
 			return nil, err
@@ -58,7 +69,7 @@ backend discard
 		if err != nil {
 			return nil, err
 		}
-		return p, p.waitTCP(in)
+		return p, p.waitTCP(in, inEcho, inDiscard)
 	}
 	return &system{
 		name:  "haproxy",
@@ -69,18 +80,21 @@ backend discard
 		},
 		tunnel: func(e *env) (*instance, error) {
 			ip, err := ingress(e)
-			inst := &instance{echo: target{Addr: "127.0.0.3:5301"}, discard: target{Addr: "127.0.0.3:5302"}, procs: procs(ip)}
+			inst := &instance{echo: target{Addr: "127.0.0.3:5301"}, discard: target{Addr: "127.0.0.3:5302"}, procs: procs(ip),
+				note: portRouted}
 			if err != nil {
 				return inst, err
 			}
+			// HAProxy verifies the server against the SNI it sends (verifyhost
+			// applies only without SNI), so it sends the gateway's name.
 			cfg := global(e)
-			for i, s := range []struct{ listen, sni string }{{"127.0.0.3:5301", echoSNI}, {"127.0.0.3:5302", discardSNI}} {
+			for i, s := range [][2]string{{"127.0.0.3:5301", inEcho}, {"127.0.0.3:5302", inDiscard}} {
 				cfg += fmt.Sprintf(`frontend eg%d
   bind %s
   default_backend gw%d
 backend gw%d
-  server gw %s ssl crt %s ca-file %s verify required verifyhost %s sni str(%s) ssl-min-ver TLSv1.3 curves X25519
-`, i, s.listen, i, i, in, e.pki.Client.Bundle, e.pki.Client.CA, gwIdentity, s.sni)
+  server gw %s ssl crt %s ca-file %s verify required sni str(%s) ssl-min-ver TLSv1.3
+`, i, s[0], i, i, s[1], e.pki.Client.Bundle, e.pki.Client.CA, gwIdentity)
 			}
 			path, err := writeConfig(e, "haproxy-egress.cfg", cfg)
 			if err != nil {
@@ -105,13 +119,13 @@ func nginxSystem() *system {
 daemon off;
 master_process on;
 worker_processes %d;
-worker_rlimit_nofile 300000;
+worker_rlimit_nofile %d;
 pid %s/%s.pid;
 error_log %s/%s.err warn;
-events { worker_connections 100000; multi_accept on; }
+events { worker_connections %d; multi_accept on; }
 stream {
 %s}
-`, nginxStreamModule, e.threads, e.work, name, e.work, name, servers)
+`, nginxStreamModule, e.threads, e.nofile, e.work, name, e.work, name, e.nofile-64, servers)
 		path, err := writeConfig(e, name+".conf", cfg)
 		if err != nil {
 			return nil, err
@@ -160,7 +174,7 @@ stream {
 		tunnel: func(e *env) (*instance, error) {
 			ip, err := ingress(e)
 			inst := &instance{echo: target{Addr: "127.0.0.3:5501"}, discard: target{Addr: "127.0.0.3:5502"}, procs: procs(ip),
-				note: "egress routed by port, SNI = gateway identity"}
+				note: portRouted}
 			if err != nil {
 				return inst, err
 			}
@@ -294,7 +308,7 @@ func caddySystem() *system {
 		tunnel: func(e *env) (*instance, error) {
 			ip, err := ingress(e)
 			inst := &instance{echo: target{Addr: "127.0.0.3:5901"}, discard: target{Addr: "127.0.0.3:5902"}, procs: procs(ip),
-				note: "egress routed by port, SNI = gateway identity"}
+				note: portRouted}
 			if err != nil {
 				return inst, err
 			}

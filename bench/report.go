@@ -23,6 +23,7 @@ type report struct {
 	PKI                string
 	Versions           map[string]string
 	Notes              map[string]string // per system: why it is missing
+	NoFile             uint64            // RLIMIT_NOFILE of the run
 	Tables             []string
 	Limits             []limit
 	Results            []*result

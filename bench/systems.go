@@ -24,6 +24,7 @@ type env struct {
 	self      string // this executable, for the naive proxy role
 	cores     string // taskset -c list for proxies; "" = unpinned
 	threads   int    // worker threads/processes a peer may use (cores given)
+	nofile    uint64 // descriptor limit every process inherits
 	clientTLS *tls.Config
 }
 
@@ -151,7 +152,7 @@ func mcgateSystem() *system {
 			return nil, err
 		}
 		p, err := e.start(name, e.mcgateBin, nil, "gateway", "--identity-dir", e.pki.Gateway.Dir, "--listen-addr", listen,
-			"--admin-addr", adminAddr, "--static-config", file, "--log-level", "warn", "--max-conns", "100000", "--max-handshakes", "10000")
+			"--admin-addr", adminAddr, "--static-config", file, "--log-level", "warn", "--max-conns", strconv.FormatUint(e.nofile, 10), "--max-handshakes", "10000")
 		if err != nil {
 			return nil, err
 		}
