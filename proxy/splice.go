@@ -54,33 +54,42 @@ type splicer struct {
 	toUpstream prometheus.Counter
 	toClient   prometheus.Counter
 	lastActive atomic.Int64 // unix nanos of the last byte either way
+
+	client, upstream side
+	abortOnce        sync.Once
 }
 
 // run copies until both directions have ended, then closes both sides. A
 // clean end (EOF) in one direction is passed on as a half-close and the
-// other direction keeps flowing; an error in either direction aborts both.
-// It returns the first error other than a clean end or an abort it caused.
+// other direction keeps flowing; an error in either direction aborts both
+// at once, so that neither waits on a peer that will never speak again.
+// It returns the first error other than a clean end.
 func (s *splicer) run(client, upstream side) error {
+	s.client, s.upstream = client, upstream
 	s.lastActive.Store(time.Now().UnixNano())
 	errc := make(chan error, 1)
-	go func() { errc <- s.copy(upstream, client, s.toUpstream) }()
-	err := s.copy(client, upstream, s.toClient)
-	if err != nil {
-		// Unblock the other direction; it then returns an error we ignore.
-		client.abort()
-		upstream.abort()
-		<-errc
-		return err
+	go func() { errc <- s.copyOrAbort(upstream, client, s.toUpstream) }()
+	err := s.copyOrAbort(client, upstream, s.toClient)
+	if err2 := <-errc; err == nil {
+		err = err2
 	}
-	err = <-errc
-	if err != nil {
-		client.abort()
-		upstream.abort()
-		return err
+	if err == nil {
+		client.conn.Close()
+		upstream.conn.Close()
 	}
-	client.conn.Close()
-	upstream.conn.Close()
-	return nil
+	return err
+}
+
+func (s *splicer) copyOrAbort(dst, src side, counter prometheus.Counter) error {
+	err := s.copy(dst, src, counter)
+	if err != nil {
+		// The other direction may be blocked on either side: unblock it.
+		s.abortOnce.Do(func() {
+			s.client.abort()
+			s.upstream.abort()
+		})
+	}
+	return err
 }
 
 // copy moves bytes from src to dst until src ends (then half-closes dst)

@@ -100,29 +100,53 @@ func Parse(r io.Reader) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	c.recordLines(&doc)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// UnmarshalYAML records the line of each entry for validation errors.
-func (s *Service) UnmarshalYAML(n *yaml.Node) error {
-	type plain Service
-	s.line = n.Line
-	return n.Decode((*plain)(s))
+// recordLines copies the line of each list entry from the parsed node tree
+// into c, for validation errors. (A custom UnmarshalYAML would do it too,
+// but node.Decode loses the decoder's KnownFields check.)
+func (c *Config) recordLines(doc *yaml.Node) {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return
+	}
+	root := doc.Content[0]
+	for i, n := range entries(root, "services") {
+		if i < len(c.Services) {
+			c.Services[i].line = n.Line
+			for j, p := range entries(n, "ports") {
+				if j < len(c.Services[i].Ports) {
+					c.Services[i].Ports[j].line = p.Line
+				}
+			}
+		}
+	}
+	for i, n := range entries(root, "egress") {
+		if i < len(c.Egress) {
+			c.Egress[i].line = n.Line
+		}
+	}
 }
 
-func (p *Port) UnmarshalYAML(n *yaml.Node) error {
-	type plain Port
-	p.line = n.Line
-	return n.Decode((*plain)(p))
-}
-
-func (e *Egress) UnmarshalYAML(n *yaml.Node) error {
-	type plain Egress
-	e.line = n.Line
-	return n.Decode((*plain)(e))
+// entries returns the items of the sequence under key in mapping m.
+func entries(m *yaml.Node, key string) []*yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.SequenceNode {
+			return m.Content[i+1].Content
+		}
+	}
+	return nil
 }
 
 func (c *Config) validate() error {
