@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcgate/mcgate/identity"
+	"github.com/mcgate/mcgate/internal/static"
+	"github.com/mcgate/mcgate/probe"
+	"github.com/mcgate/mcgate/proxy"
+)
+
+// gatewayOptions are the flags of `mcgate gateway`.
+type gatewayOptions struct {
+	identityDir      string
+	identityPoll     time.Duration
+	listenAddr       string
+	adminAddr        string
+	staticConfig     string
+	allowIdentities  []string
+	clusterDomain    string
+	clusterName      string
+	handshakeTimeout time.Duration
+	routeTimeout     time.Duration
+	dialTimeout      time.Duration
+	idleTimeout      time.Duration
+	drainTimeout     time.Duration
+	maxConns         int
+	maxHandshakes    int
+	logLevel         string
+	logFormat        string
+	pprof            bool
+}
+
+func newGatewayCmd() *cobra.Command {
+	var o gatewayOptions
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the gateway: mTLS ingress on :4143, egress listeners, admin on :4191",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGateway(cmd.Context(), o, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.identityDir, "identity-dir", "/var/run/mcgate/identity", "directory with tls.crt (leaf, then chain), tls.key and ca.crt (trust anchors)")
+	f.DurationVar(&o.identityPoll, "identity-poll-interval", identity.DefaultPollInterval, "how often to look for rotated identity files")
+	f.StringVar(&o.listenAddr, "listen-addr", ":4143", "ingress address (mTLS from other clusters)")
+	f.StringVar(&o.adminAddr, "admin-addr", ":4191", "admin address (/ready, /live, /metrics)")
+	f.StringVar(&o.staticConfig, "static-config", "", "YAML file of exported services and egress listeners (instead of Kubernetes)")
+	f.StringArrayVar(&o.allowIdentities, "allow-identity", nil, "client identity allowed to connect, exact or with a trailing * (repeatable; default: any identity issued under the trust anchor)")
+	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "this cluster's DNS domain")
+	f.StringVar(&o.clusterName, "cluster-name", "local", "this cluster's name, the cluster label of ingress metrics")
+	f.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "TLS handshake deadline")
+	f.DurationVar(&o.routeTimeout, "route-timeout", 10*time.Second, "deadline for reading the transport header or HTTP authority")
+	f.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "backend or remote gateway connect deadline")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", time.Hour, "close connections with no bytes either way for this long (0: 1h, negative: never)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long open connections may finish")
+	f.IntVar(&o.maxConns, "max-conns", 10000, "open client connections per direction")
+	f.IntVar(&o.maxHandshakes, "max-handshakes", 1000, "concurrent unauthenticated (handshaking) connections")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "json", "json or console")
+	f.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin port")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// runGateway wires the gateway and runs it until ctx ends, then drains in
+// order: stop accepting and let connections finish (ingress and egress in
+// parallel, up to --drain-timeout), and only then stop the admin server, so
+// that /ready answers 503 during the drain.
+func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	if o.staticConfig == "" {
+		return errors.New("gateway: --static-config is required (Kubernetes mode is not wired yet)")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	src, err := identity.NewFileSource(identity.FileSourceConfig{
+		Dir: o.identityDir, PollInterval: o.identityPoll, Metrics: reg,
+		Log: log.With().Str("component", "identity").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	authz, err := identity.NewAuthorizer(o.allowIdentities)
+	if err != nil {
+		return err
+	}
+	cfg, err := static.Load(o.staticConfig)
+	if err != nil {
+		return err
+	}
+	metrics := proxy.NewMetrics(reg)
+	ingress, err := proxy.NewIngress(proxy.IngressConfig{
+		ListenAddr: o.listenAddr, TLS: identity.ServerTLSConfig(src), Authorize: authz.Authorize,
+		Router: cfg.Table(), ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
+		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
+		IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
+		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes,
+		Log: log.With().Str("component", "ingress").Logger(), Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	egress := proxy.NewEgress(proxy.EgressConfig{
+		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
+		MaxConns: o.maxConns, Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
+	})
+	routes, err := egressRoutes(src, cfg.Egress)
+	if err != nil {
+		return err
+	}
+	if err := egress.Update(routes); err != nil {
+		return err
+	}
+
+	var draining atomic.Bool
+	admin, err := probe.NewAdmin(probe.AdminConfig{
+		Addr: o.adminAddr, Gatherer: reg, Pprof: o.pprof,
+		Log: log.With().Str("component", "admin").Logger(),
+		Ready: func() error {
+			if draining.Load() {
+				return errors.New("draining")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("listen", ingress.Addr().String()).Str("admin", admin.Addr().String()).
+		Int("egress", len(routes)).Str("identity", src.Name().String()).Str("version", version).Msg("gateway started")
+
+	g, gctx := errgroup.WithContext(ctx)
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	g.Go(func() error { return admin.Run(adminCtx) })
+	g.Go(func() error {
+		defer stopAdmin()
+		stopDrain := context.AfterFunc(gctx, func() {
+			draining.Store(true)
+			log.Info().Dur("drain_timeout", o.drainTimeout).Msg("draining")
+		})
+		defer stopDrain()
+		pg, pctx := errgroup.WithContext(gctx)
+		pg.Go(func() error { return src.Run(pctx) })
+		pg.Go(func() error { return ingress.Run(pctx) })
+		pg.Go(func() error { return egress.Run(pctx) })
+		return pg.Wait()
+	})
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info().Msg("gateway stopped")
+	return nil
+}
+
+// egressRoutes builds the proxy's egress routes, one client TLS config per
+// remote gateway identity so that each gateway's sessions resume.
+func egressRoutes(src *identity.FileSource, entries []static.Egress) ([]proxy.EgressRoute, error) {
+	configs := map[string]*tls.Config{}
+	var routes []proxy.EgressRoute
+	for _, e := range entries {
+		name, err := identity.ParseName(e.GatewayIdentity)
+		if err != nil {
+			return nil, fmt.Errorf("egress %s: gatewayIdentity: %w", e.Listen, err)
+		}
+		c, ok := configs[name.String()]
+		if !ok {
+			c = identity.ClientTLSConfig(src, name)
+			configs[name.String()] = c
+		}
+		r := proxy.EgressRoute{
+			Listen: e.Listen, Cluster: e.Cluster, GatewayAddresses: e.Addresses(),
+			Target: e.Target, TLS: c,
+		}
+		if strings.EqualFold(e.Mode, "transport-header") {
+			r.TransportHeader, r.ServerName = true, name.DNS()
+		}
+		routes = append(routes, r)
+	}
+	return routes, nil
+}
