@@ -273,7 +273,8 @@ func (e *EgressSet) dialGateway(l *egressListener) (*tls.Conn, net.Conn, error) 
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
-		e.m.handshakeSeconds.WithLabelValues(Egress).Observe(time.Since(hs).Seconds())
+		e.m.handshakeSeconds.WithLabelValues(Egress, strconv.FormatBool(tc.ConnectionState().DidResume)).
+			Observe(time.Since(hs).Seconds())
 		return tc, raw, nil
 	}
 	return nil, nil, errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -206,7 +207,8 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		raw.Close()
 		return nil, "", false
 	}
-	s.m.handshakeSeconds.WithLabelValues(Ingress).Observe(time.Since(start).Seconds())
+	s.m.handshakeSeconds.WithLabelValues(Ingress, strconv.FormatBool(tc.ConnectionState().DidResume)).
+		Observe(time.Since(start).Seconds())
 	peer, err := s.cfg.Authorize(tc.ConnectionState())
 	if err != nil {
 		s.refuse(tc, peer, tc.ConnectionState().ServerName, "forbidden_identity", err)

@@ -51,9 +51,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction", "reason"}),
 		handshakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gateway_handshake_duration_seconds",
-			Help:    "Duration of successful TLS handshakes, by direction.",
+			Help:    "Duration of successful TLS handshakes, by direction and whether the session was resumed.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"direction"}),
+		}, []string{"direction", "resumed"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_refused_connections_total",
 			Help: "Connections refused after accept, by direction and reason.",

@@ -1,0 +1,217 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mcgate/mcgate/identity"
+	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/proxy"
+)
+
+// pair is an egress set (west) tunnelling to an ingress gateway (east).
+type pair struct {
+	east   *gateway
+	egress *proxy.EgressSet
+	reg    *prometheus.Registry
+	listen string
+}
+
+func startPair(t *testing.T, backendAddr string, mutate func(*proxy.EgressRoute)) *pair {
+	t.Helper()
+	ca := testpki.New(t)
+	east := startGateway(t, ca, routes{"production/api": {8080: {backendAddr}}}, nil)
+	west := testpki.NewIssuer(t, ca.Anchor) // west has its own issuer under the shared anchor
+	westCA := &testpki.CA{Anchor: ca.Anchor, Issuer: west}
+	dir := westCA.IdentityDir(t, gwSA, gwNS)
+	src := testpki.Source(t, dir)
+	reg := prometheus.NewRegistry()
+	e := proxy.NewEgress(proxy.EgressConfig{DialTimeout: 5 * time.Second, Log: zerolog.Nop(), Metrics: proxy.NewMetrics(reg)})
+	route := proxy.EgressRoute{
+		Listen: "127.0.0.1:0", Cluster: "east", GatewayAddresses: []string{east.Addr().String()},
+		Target: "api.production.svc.cluster.local:8080",
+		TLS:    identity.ClientTLSConfig(src, testpki.Name(t, gwSA, gwNS)),
+	}
+	if mutate != nil {
+		mutate(&route)
+	}
+	if err := e.Update([]proxy.EgressRoute{route}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("egress Run: %v", err)
+		}
+	})
+	return &pair{east: east, egress: e, reg: reg, listen: e.Addrs()["127.0.0.1:0"].String()}
+}
+
+func (p *pair) dial(t *testing.T) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+func TestEgressToIngress(t *testing.T) {
+	for _, mode := range []string{"sni", "transport-header"} {
+		t.Run(mode, func(t *testing.T) {
+			be := newBackend(t)
+			p := startPair(t, be.addr(), func(r *proxy.EgressRoute) {
+				if mode == "transport-header" {
+					r.TransportHeader = true
+					r.ServerName = testpki.Name(t, gwSA, gwNS).DNS()
+				}
+			})
+			for i := range 3 {
+				c := p.dial(t)
+				if got, err := echo(c, "across clusters"); err != nil || got != "across clusters" {
+					t.Fatalf("connection %d: echo = %q, %v", i, got, err)
+				}
+				c.Close()
+			}
+			if got := counter(t, p.reg, "gateway_requests_total", map[string]string{"cluster": "east", "direction": "egress"}); got != 3 {
+				t.Errorf("egress gateway_requests_total{cluster=east} = %v, want 3", got)
+			}
+			// The first connection's session ticket lets the next ones resume.
+			eventually(t, "a resumed handshake", func() bool {
+				return counter(t, p.reg, "gateway_handshake_duration_seconds", map[string]string{"direction": "egress", "resumed": "true"}) >= 1
+			})
+		})
+	}
+}
+
+// TestEgressHalfCloseClientFirst: the app's FIN crosses both gateways; the
+// backend's reply and then its FIN come back.
+func TestEgressHalfCloseClientFirst(t *testing.T) {
+	be := newBackend(t)
+	p := startPair(t, be.addr(), nil)
+	c := p.dial(t)
+	payload := bytes.Repeat([]byte("x"), 3<<20)
+	go func() {
+		c.Write(payload)
+		c.CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(payload))
+	}
+}
+
+// TestEgressHalfCloseServerFirst: the backend speaks and half-closes first;
+// the app sees the greeting and EOF, and can still send its answer, which
+// the backend receives in full before its own EOF.
+func TestEgressHalfCloseServerFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			received <- nil
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "greeting")
+		c.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(c)
+		received <- b
+	}()
+	p := startPair(t, ln.Addr().String(), nil)
+	c := p.dial(t)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "greeting" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	io.WriteString(c, "answer after the server's FIN")
+	c.CloseWrite()
+	select {
+	case b := <-received:
+		if string(b) != "answer after the server's FIN" {
+			t.Fatalf("backend received %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("backend never saw the answer and EOF")
+	}
+}
+
+// TestEgressWrongGatewayIdentity: a gateway that is not the one configured
+// is refused before any byte of the app reaches it.
+func TestEgressWrongGatewayIdentity(t *testing.T) {
+	be := newBackend(t)
+	ca := testpki.New(t)
+	east := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	src := testpki.Source(t, ca.IdentityDir(t, gwSA, gwNS))
+	reg := prometheus.NewRegistry()
+	e := proxy.NewEgress(proxy.EgressConfig{Log: zerolog.Nop(), Metrics: proxy.NewMetrics(reg)})
+	err := e.Update([]proxy.EgressRoute{{
+		Listen: "127.0.0.1:0", Cluster: "east", GatewayAddresses: []string{east.Addr().String()},
+		Target: "api.production.svc.cluster.local:8080",
+		TLS:    identity.ClientTLSConfig(src, testpki.Name(t, "impostor", gwNS)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	before := be.accepted.Load()
+	c, err := net.Dial("tcp", e.Addrs()["127.0.0.1:0"].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, _ := io.Copy(io.Discard, c); n != 0 {
+		t.Fatalf("got %d bytes through an unverified gateway", n)
+	}
+	eventually(t, "gateway_unavailable", func() bool {
+		return counter(t, reg, "gateway_refused_connections_total", map[string]string{"direction": "egress", "reason": "gateway_unavailable"}) == 1
+	})
+	if be.accepted.Load() != before {
+		t.Fatal("backend reached through an unverified gateway")
+	}
+}
+
+// TestEgressUpdate: listeners come and go with Update; a removed listener
+// frees its port and an open connection on it keeps working.
+func TestEgressUpdate(t *testing.T) {
+	be := newBackend(t)
+	p := startPair(t, be.addr(), nil)
+	c := p.dial(t)
+	if _, err := echo(c, "open"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.egress.Update(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.egress.Addrs()) != 0 {
+		t.Fatal("listener still registered")
+	}
+	if _, err := net.Dial("tcp", p.listen); err == nil {
+		t.Fatal("removed listener still accepts")
+	}
+	if got, err := echo(c, "still open"); err != nil || got != "still open" {
+		t.Fatalf("open connection broke when its listener went: %q, %v", got, err)
+	}
+}
