@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Backend addresses. Plain ones stand behind every proxy; the TLS ones are the
@@ -59,8 +60,14 @@ func (b *backends) serve(ln net.Listener, discard bool) {
 	defer b.wg.Done()
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of descriptors (EMFILE) and the like pass: keep serving,
+			// as servers do, rather than silently losing the backend.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		b.mu.Lock()
 		b.conns[c] = struct{}{}
@@ -85,6 +92,22 @@ func (b *backends) serve(ln net.Listener, discard bool) {
 func echo(c net.Conn) {
 	_, _ = io.Copy(c, c)
 	closeWrite(c)
+}
+
+// open is the number of connections the backends hold.
+func (b *backends) open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// settle waits (bounded) until the backends hold at most n connections, so
+// a cell starts once the previous one's connections are gone.
+func (b *backends) settle(n int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for b.open() > n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (b *backends) sink(c net.Conn) {

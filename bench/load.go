@@ -113,6 +113,7 @@ func runScenario(ctx context.Context, sc scenario, inst *instance, d *dialer, be
 		res.Value, res.Unit = float64(res.Ops)/o.Duration.Seconds(), "ops/s"
 	case "idle":
 		idle(ctx, sc, inst, d, o.IdleConns, res, &e)
+		be.settle(0, 30*time.Second)
 		res.Unit = "KiB/conn"
 	}
 	res.Errors, res.FirstErr = e.n.Load(), e.first

@@ -272,6 +272,7 @@ func runGroup(ctx context.Context, c config, e *env, sys *system, tunnel bool, g
 			t = inst.discard
 		}
 		d := newDialer(e.clientTLS, t, sc.Resume)
+		be.settle(0, 10*time.Second)
 		load := loadAvg()
 		var prof *perfRecord
 		if sys.name == "mcgate" && slices.Contains(c.Profile, sc.Name) {
@@ -366,7 +367,7 @@ func raiseNoFile() uint64 {
 // maxIdleConns is how many idle connections fit the descriptor limit: a
 // proxy holds two descriptors per tunneled connection, and so does this
 // process (client side and backend side).
-func maxIdleConns(nofile uint64) int { return int(nofile-256) / 2 }
+func maxIdleConns(nofile uint64) int { return int(nofile-1000) / 2 }
 
 func loadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")

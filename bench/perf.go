@@ -58,9 +58,15 @@ func (p *perfRecord) finish(out string) string {
 		return ""
 	}
 	var b strings.Builder
-	for _, sort := range []string{"dso", "symbol"} {
-		rep, err := exec.Command("perf", "report", "-i", p.data, "--stdio", "--no-children", "-g", "none",
-			"--sort", sort, "--percent-limit", "0.7").CombinedOutput()
+	// Self time by object and by symbol, then inclusive time by symbol: which
+	// Go functions (handshake, copy loop, syscalls) the time is spent under.
+	for _, args := range [][]string{
+		{"--no-children", "--sort", "dso", "--percent-limit", "0.7"},
+		{"--no-children", "--sort", "symbol", "--percent-limit", "0.7"},
+		{"--children", "--sort", "symbol", "--percent-limit", "4"},
+	} {
+		args = append([]string{"report", "-i", p.data, "--stdio", "-g", "none"}, args...)
+		rep, err := exec.Command("perf", args...).CombinedOutput()
 		if err != nil {
 			return "perf report failed: " + firstLine(string(rep))
 		}
