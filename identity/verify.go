@@ -1,10 +1,13 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -60,10 +63,22 @@ func hasSPIFFEURI(c *x509.Certificate) bool {
 	return false
 }
 
+// maxVerified bounds trust.verified; past it the cache starts afresh.
+const maxVerified = 4096
+
 // trust is one loaded anchor bundle, ready for verification.
 type trust struct {
 	anchors []*x509.Certificate
 	roots   *x509.CertPool
+
+	// verified remembers chains that verified against these anchors, by a
+	// hash of their DER bytes, so that resumed handshakes and repeated
+	// clients skip the signature checks of chain building (a quarter of the
+	// CPU of a resumed handshake). It lives and dies with this anchor set,
+	// so a rotation of ca.crt forgets it; the TLS handshake still checks the
+	// peer's possession of the key on every full handshake.
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]verifiedChain
 	// bundle serves every trust domain: the anchor is shared by all clusters
 	// and does not say which trust domains it vouches for, just as Linkerd
 	// accepts any identity that chains to its anchors. Authorizer patterns are
@@ -77,10 +92,49 @@ func newTrust(anchors []*x509.Certificate) *trust {
 		roots.AddCert(a)
 	}
 	return &trust{
-		anchors: anchors,
-		roots:   roots,
-		bundle:  x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
+		anchors:  anchors,
+		roots:    roots,
+		bundle:   x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
+		verified: make(map[[sha256.Size]byte]verifiedChain),
 	}
+}
+
+// verifiedChain is what a successful verification proved: the identity, and
+// the window in which every certificate of the chain is valid.
+type verifiedChain struct {
+	name                Name
+	notBefore, notAfter time.Time
+}
+
+func chainKey(certs []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, c := range certs {
+		binary.BigEndian.PutUint64(n[:], uint64(len(c.Raw)))
+		h.Write(n[:])
+		h.Write(c.Raw)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (t *trust) remember(key [sha256.Size]byte, name Name, chain []*x509.Certificate) {
+	v := verifiedChain{name: name}
+	for i, c := range chain {
+		if i == 0 || c.NotBefore.After(v.notBefore) {
+			v.notBefore = c.NotBefore
+		}
+		if i == 0 || c.NotAfter.Before(v.notAfter) {
+			v.notAfter = c.NotAfter
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.verified) >= maxVerified {
+		clear(t.verified)
+	}
+	t.verified[key] = v
 }
 
 // GetX509BundleForTrustDomain lets x509svid.Verify use the anchors for the
@@ -97,37 +151,55 @@ func (t *trust) verify(certs []*x509.Certificate, now time.Time) (Name, error) {
 	if len(certs) == 0 {
 		return Name{}, errors.New("identity: peer sent no certificate")
 	}
-	leaf := certs[0]
-	name, err := leafName(leaf)
+	key := chainKey(certs)
+	t.mu.Lock()
+	v, ok := t.verified[key]
+	t.mu.Unlock()
+	if ok && !now.Before(v.notBefore) && !now.After(v.notAfter) {
+		return v.name, nil
+	}
+	name, chain, err := t.verifyChain(certs, now)
 	if err != nil {
 		return Name{}, err
 	}
+	t.remember(key, name, chain)
+	return name, nil
+}
+
+// verifyChain does the work of verify and returns the chain it built.
+func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*x509.Certificate, error) {
+	leaf := certs[0]
+	name, err := leafName(leaf)
+	if err != nil {
+		return Name{}, nil, err
+	}
 	if hasSPIFFEURI(leaf) {
-		if _, _, err := x509svid.Verify(certs, t, x509svid.WithTime(now)); err != nil {
-			return Name{}, fmt.Errorf("identity: %s: %w", name, err)
+		_, chains, err := x509svid.Verify(certs, t, x509svid.WithTime(now))
+		if err != nil {
+			return Name{}, nil, fmt.Errorf("identity: %s: %w", name, err)
 		}
-		return name, nil
+		return name, chains[0], nil
 	}
 	// x509svid.Verify insists on a SPIFFE URI SAN, which stock Linkerd leaves
 	// (DNS SAN only) do not have. Make the same checks with crypto/x509.
 	switch {
 	case leaf.IsCA:
-		return Name{}, fmt.Errorf("identity: %s: leaf certificate with CA flag set to true", name.DNS())
+		return Name{}, nil, fmt.Errorf("identity: %s: leaf certificate with CA flag set to true", name.DNS())
 	case leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
-		return Name{}, fmt.Errorf("identity: %s: leaf certificate with KeyCertSign or CRLSign key usage", name.DNS())
+		return Name{}, nil, fmt.Errorf("identity: %s: leaf certificate with KeyCertSign or CRLSign key usage", name.DNS())
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         t.roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		CurrentTime:   now,
 	})
 	if err != nil {
-		return Name{}, fmt.Errorf("identity: %s: could not verify leaf certificate: %w", name.DNS(), err)
+		return Name{}, nil, fmt.Errorf("identity: %s: could not verify leaf certificate: %w", name.DNS(), err)
 	}
-	return name, nil
+	return name, chains[0], nil
 }
