@@ -1,0 +1,18 @@
+// Command kube-controller-manager is the upstream controller manager command,
+// built from k8s.io/kubernetes at the version pinned in this module's go.mod.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // CronJob time zones, as upstream
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
