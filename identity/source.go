@@ -294,11 +294,14 @@ func parseFiles(f rawFiles, now time.Time) (*loaded, error) {
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(key.Public()) {
 		return nil, fmt.Errorf("%s does not belong to the first certificate of %s", KeyFile, CertFile)
 	}
-	tr := newTrust(anchors)
-	name, err := tr.verify(certs, now)
+	tr := newTrust(anchors, nil)
+	name, chain, err := tr.verifyChain(certs, now)
 	if err != nil {
 		return nil, fmt.Errorf("%s against %s: %w", CertFile, AnchorFile, err)
 	}
+	// Keep the certificates that verified between our leaf and the anchor
+	// (not whatever else tls.crt holds) to help verify peers.
+	tr.own = chain[1 : len(chain)-1]
 	raw := make([][]byte, len(certs))
 	for i, c := range certs {
 		raw[i] = c.Raw

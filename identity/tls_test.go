@@ -67,6 +67,7 @@ func TestServerRefusesClient(t *testing.T) {
 	srv := newSource(t, identityDir(t, ca, ca.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{})), nil)
 	s := startServer(t, identity.ServerTLSConfig(srv))
 	other := testpki.New(t)
+	otherIssuer := &testpki.CA{Anchor: ca.Anchor, Issuer: testpki.NewIssuer(t, ca.Anchor)}
 	now := time.Now()
 	tests := []struct {
 		name    string
@@ -75,7 +76,7 @@ func TestServerRefusesClient(t *testing.T) {
 	}{
 		{"no client certificate", rawClient(nil), "didn't provide a certificate"},
 		{"another anchor", rawClient(other.Leaf(t, "web", "prod", identity.CertOptions{}), other.Issuer.Cert), "unknown authority"},
-		{"issuer missing from chain", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{})), "unknown authority"},
+		{"issuer missing from chain", rawClient(otherIssuer.Leaf(t, "web", "prod", identity.CertOptions{})), "unknown authority"},
 		{"expired", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{
 			NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)}), ca.Issuer.Cert), "expired"},
 		{"not yet valid", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{
@@ -349,5 +350,20 @@ func TestAnchorRollover(t *testing.T) {
 	}
 	if _, _, h, _ := connect(t, eastSrv, identity.ClientTLSConfig(west, gw)); h.err == nil || !strings.Contains(h.err.Error(), "unknown authority") {
 		t.Fatalf("west's old-anchor leaf after east dropped the old anchor: server error %v", h.err)
+	}
+}
+
+// TestLeafAloneFromOwnCluster: a client of the gateway's own cluster that
+// sends its leaf without the issuer (openssl s_client -cert without
+// -cert_chain) is accepted, since the gateway knows its own issuer.
+func TestLeafAloneFromOwnCluster(t *testing.T) {
+	ca := testpki.New(t)
+	srv := newSource(t, identityDir(t, ca, ca.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{})), nil)
+	s := startServer(t, identity.ServerTLSConfig(srv))
+	for _, opts := range []identity.CertOptions{{}, {NoSPIFFEURI: true}} {
+		_, _, h, err := connect(t, s, rawClient(ca.Leaf(t, "web", "prod", opts)))
+		if err != nil || h.err != nil {
+			t.Fatalf("leaf alone (%+v): client %v, server %v", opts, err, h.err)
+		}
 	}
 }

@@ -70,6 +70,11 @@ const maxVerified = 4096
 type trust struct {
 	anchors []*x509.Certificate
 	roots   *x509.CertPool
+	// own is the chain above our own leaf (our issuer). It helps build the
+	// chain of a peer of our own cluster that sent its leaf alone, as
+	// `openssl s_client -cert tls.crt` does without -cert_chain. It adds no
+	// trust: a chain must still end at an anchor.
+	own []*x509.Certificate
 
 	// verified remembers chains that verified against these anchors, by a
 	// hash of their DER bytes, so that resumed handshakes and repeated
@@ -86,7 +91,7 @@ type trust struct {
 	bundle *x509bundle.Bundle
 }
 
-func newTrust(anchors []*x509.Certificate) *trust {
+func newTrust(anchors, own []*x509.Certificate) *trust {
 	roots := x509.NewCertPool()
 	for _, a := range anchors {
 		roots.AddCert(a)
@@ -94,6 +99,7 @@ func newTrust(anchors []*x509.Certificate) *trust {
 	return &trust{
 		anchors:  anchors,
 		roots:    roots,
+		own:      own,
 		bundle:   x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
 		verified: make(map[[sha256.Size]byte]verifiedChain),
 	}
@@ -174,7 +180,8 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*
 		return Name{}, nil, err
 	}
 	if hasSPIFFEURI(leaf) {
-		_, chains, err := x509svid.Verify(certs, t, x509svid.WithTime(now))
+		withOwn := append(certs[:len(certs):len(certs)], t.own...)
+		_, chains, err := x509svid.Verify(withOwn, t, x509svid.WithTime(now))
 		if err != nil {
 			return Name{}, nil, fmt.Errorf("identity: %s: %w", name, err)
 		}
@@ -189,7 +196,7 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*
 		return Name{}, nil, fmt.Errorf("identity: %s: leaf certificate with KeyCertSign or CRLSign key usage", name.DNS())
 	}
 	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
+	for _, c := range append(certs[1:len(certs):len(certs)], t.own...) {
 		inter.AddCert(c)
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{
