@@ -187,7 +187,8 @@ func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*dis
 		WithAnnotations(ann).
 		WithOwnerReferences(metav1ac.OwnerReference().
 			WithAPIVersion("v1").WithKind("Service").WithName(mirror.Name).WithUID(mirror.UID).
-			WithController(true).WithBlockOwnerDeletion(true)).
+			// No blockOwnerDeletion: it would need update on services/finalizers.
+			WithController(true)).
 		WithAddressType(family)
 	for _, p := range mirror.Spec.Ports {
 		port := int32(link.GatewayPort)
