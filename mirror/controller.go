@@ -383,17 +383,27 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 			st.remote.stop()
 			st.remote = nil
 		}
-		st.cfg, st.invalid = nil, err
+		st.cfg, st.invalid, st.cfgKey = nil, err, ""
 		c.mu.Unlock()
 		c.statusLater(name)
 		return nil
 	}
-	ips := c.resolve(ctx, cfg)
-	cfgKey := fmt.Sprintf("%+v|%s|%v", *cfg, cfg.Selector, ips)
+	// Status writes update the Link too; only a real change of the parsed
+	// spec re-resolves the gateway and re-checks every mirror (the repair
+	// loop re-resolves periodically anyway).
+	cfgKey := fmt.Sprintf("%+v|%s", *cfg, cfg.Selector)
 	c.mu.Lock()
-	st.cfg, st.invalid, st.cluster, st.gatewayIPs = cfg, nil, cfg.Cluster, ips
 	cfgChanged := st.cfgKey != cfgKey
-	st.cfgKey = cfgKey
+	c.mu.Unlock()
+	var ips []string
+	if cfgChanged {
+		ips = c.resolve(ctx, cfg)
+	}
+	c.mu.Lock()
+	st.cfg, st.invalid, st.cluster, st.cfgKey = cfg, nil, cfg.Cluster, cfgKey
+	if cfgChanged {
+		st.gatewayIPs = ips
+	}
 	running := st.remote
 	c.mu.Unlock()
 
