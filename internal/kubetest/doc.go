@@ -32,8 +32,10 @@
 // accounts, namespace deletion, garbage collection, EndpointSlices for selector
 // Services). There is no scheduler and no kubelet. The CRDs in
 // <repo>/deploy/crds are installed when that folder exists. The binaries are
-// built from internal/kube/bins into ${MCGATE_CACHE:-~/.cache/mcgate}/kube on
-// first use (`make kube-bins` does the same; ~15 minutes once per machine).
+// built from internal/kube/bins into ${MCGATE_CACHE:-~/.cache/mcgate}/kube by
+// Main when missing (~15 minutes once per machine, more than go test's default
+// -timeout: `make test` runs `make kube-bins` first; do so before a bare
+// `go test`).
 //
 // Because the clusters are shared, tests work in namespaces of their own and
 // must not assume an empty cluster.

@@ -72,6 +72,12 @@ func outside() int {
 	if err := netns.RemoveStale(nsPrefix); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest: removing namespaces of dead runs:", err)
 	}
+	// Build the binaries (when missing) here: the namespace has no network
+	// for the Go module proxy.
+	if _, _, err := binaries(); err != nil {
+		fmt.Fprintln(os.Stderr, "kubetest:", err)
+		return 1
+	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest:", err)
@@ -104,16 +110,21 @@ func Start(t testing.TB) *Env {
 	return shared.env
 }
 
-func start() (*Env, *kube.Env, error) {
+// binaries returns the checkout's root and the binaries' folder.
+func binaries() (root, bins string, err error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubetest: %w", err)
+		return "", "", fmt.Errorf("kubetest: %w", err)
 	}
-	root, err := kube.Root(wd)
-	if err != nil {
-		return nil, nil, err
+	if root, err = kube.Root(wd); err != nil {
+		return "", "", err
 	}
-	bins, err := kube.Binaries(root)
+	bins, err = kube.Binaries(root)
+	return root, bins, err
+}
+
+func start() (*Env, *kube.Env, error) {
+	root, bins, err := binaries()
 	if err != nil {
 		return nil, nil, err
 	}
