@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Other makefiles (mk/*.mk) add prerequisites of `make test` here.
 TEST_DEPS :=
 
-.PHONY: all build test lint demo fuzz
+.PHONY: all build test lint demo demo-static fuzz
 all: build
 
 build:
@@ -23,3 +23,9 @@ test: build $(TEST_DEPS)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The static two-gateway demo (no Kubernetes): see internal/demo.
+demo-static: build
+	$(GO) run ./internal/demo --bin $(BIN)
+
+demo: demo-static
