@@ -29,3 +29,15 @@ demo-static: build
 	$(GO) run ./internal/demo --bin $(BIN)
 
 demo: demo-static
+
+# Every fuzz target of the repository, each for FUZZTIME (CI's `make test`
+# runs their seed corpora; this explores).
+FUZZTIME ?= 60s
+fuzz:
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./internal/kube/bins' | while read -r f; do \
+	  dir=$$(dirname "$$f"); \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+	    echo "== $$dir $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$dir"; \
+	  done; \
+	done
