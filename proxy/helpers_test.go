@@ -260,3 +260,16 @@ func readErr(c *tls.Conn) error {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// runUntilCleanup runs a component until the test or benchmark ends.
+func runUntilCleanup(tb testing.TB, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+}
