@@ -155,7 +155,9 @@ func (s *FileSource) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.load()
-	s.count(err)
+	if err != nil {
+		s.reloads.WithLabelValues("failure").Inc()
+	}
 	return err
 }
 
@@ -169,10 +171,15 @@ func (s *FileSource) poll() {
 			return
 		}
 		err = s.apply(files)
+		if err != nil && filesChanged(s.dir, files) {
+			// The files were being replaced while we read them (a writer
+			// that renames them one by one, or a swap between two of our
+			// reads): not a bad set, just a torn read. Look again next poll.
+			return
+		}
 	}
 	if err == nil {
 		s.lastFailure = ""
-		s.count(nil)
 		return
 	}
 	// Report a bad set once, not at every poll while it stays bad.
@@ -181,16 +188,8 @@ func (s *FileSource) poll() {
 		return
 	}
 	s.lastFailure = key
-	s.count(err)
+	s.reloads.WithLabelValues("failure").Inc()
 	s.log.Error().Err(err).Str("dir", s.dir).Msg("identity files not loaded; keeping the current identity")
-}
-
-func (s *FileSource) count(err error) {
-	if err != nil {
-		s.reloads.WithLabelValues("failure").Inc()
-		return
-	}
-	s.reloads.WithLabelValues("success").Inc()
 }
 
 // load reads and applies the files; s.mu is held.
@@ -209,12 +208,14 @@ func (s *FileSource) apply(files rawFiles) error {
 		return fmt.Errorf("identity: %s: %w", s.dir, err)
 	}
 	s.cur.Store(l)
-	close(s.updated)
-	s.updated = make(chan struct{})
 	leaf := l.cert.Leaf
 	s.expiry.Set(float64(leaf.NotAfter.Unix()))
+	s.reloads.WithLabelValues("success").Inc()
 	s.log.Info().Str("identity", l.name.String()).Time("not_after", leaf.NotAfter).
 		Int("anchors", len(l.trust.anchors)).Str("dir", s.dir).Msg("identity loaded")
+	// Last, so that whoever waits on Updated sees the metrics too.
+	close(s.updated)
+	s.updated = make(chan struct{})
 	return nil
 }
 
@@ -272,6 +273,12 @@ func readFiles(dir string) (rawFiles, error) {
 		*p.dst = b
 	}
 	return f, nil
+}
+
+// filesChanged reports whether the files in dir differ from what was read.
+func filesChanged(dir string, read rawFiles) bool {
+	again, err := readFiles(dir)
+	return err != nil || again.sum() != read.sum()
 }
 
 // parseFiles checks a set of files as a whole: the key is ECDSA P-256 and
