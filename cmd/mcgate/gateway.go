@@ -186,8 +186,11 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	return nil
 }
 
-// egressRoutes builds the proxy's egress routes, one client TLS config per
-// remote gateway identity so that each gateway's sessions resume.
+// egressRoutes builds the proxy's egress routes with one client TLS config
+// per remote gateway (identity and addresses): session tickets are cached
+// by SNI, and every cluster's gateway usually has the same identity and
+// serves the same service names, so a shared cache would make two remote
+// clusters evict each other's tickets.
 func egressRoutes(src *identity.FileSource, entries []static.Egress) ([]proxy.EgressRoute, error) {
 	configs := map[string]*tls.Config{}
 	var routes []proxy.EgressRoute
@@ -196,10 +199,11 @@ func egressRoutes(src *identity.FileSource, entries []static.Egress) ([]proxy.Eg
 		if err != nil {
 			return nil, fmt.Errorf("egress %s: gatewayIdentity: %w", e.Listen, err)
 		}
-		c, ok := configs[name.String()]
+		key := name.String() + " " + strings.Join(e.Addresses(), ",")
+		c, ok := configs[key]
 		if !ok {
 			c = identity.ClientTLSConfig(src, name)
-			configs[name.String()] = c
+			configs[key] = c
 		}
 		r := proxy.EgressRoute{
 			Listen: e.Listen, Cluster: e.Cluster, GatewayAddresses: e.Addresses(),
