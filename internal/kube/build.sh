@@ -61,6 +61,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 echo "kube: building ${bins[*]} ($k8s, etcd $etcd) into $dir; a first build takes ~15 min" >&2
 start=$SECONDS
