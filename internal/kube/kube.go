@@ -9,7 +9,10 @@
 // into a cache outside git (see [Binaries]). Process management, serving
 // certificates, client-certificate users and CRD installation are
 // controller-runtime's envtest; this package adds the shared etcd, the second
-// cluster and the controller manager.
+// cluster and the controller manager. It uses envtest's Etcd, APIServer and
+// ControlPlane directly rather than envtest.Environment, because an
+// Environment always starts an etcd of its own, and the clusters here share
+// one, each API server under its own --etcd-prefix.
 //
 // Tests use it through internal/kubetest; `make kube-up` through cmd/kubeup.
 package kube
@@ -79,8 +82,7 @@ type Cluster struct {
 	// Kubeconfig is the path of an admin kubeconfig file for Config.
 	Kubeconfig string
 	// CA is the PEM certificate that signed the API server's serving
-	// certificate; tokens of this cluster's service accounts are
-	// verified by the API server itself.
+	// certificate (also in Config.CAData and the kubeconfig).
 	CA []byte
 
 	plane *envtest.ControlPlane
