@@ -212,9 +212,9 @@ func New(cfg Config) (*Mirror, error) {
 	m.exported = newInformer(cache.NewFilteredListWatchFromClient(core, "services", "", func(o *metav1.ListOptions) {
 		o.LabelSelector = cfg.ExportSelector.String()
 	}), &corev1.Service{}, cache.Indexers{})
-	m.slices = newInformer(cache.NewFilteredListWatchFromClient(cfg.Client.DiscoveryV1().RESTClient(), "endpointslices", "", nil),
+	m.slices = newInformer(cache.NewFilteredListWatchFromClient(cfg.Client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter),
 		&discoveryv1.EndpointSlice{}, cache.Indexers{indexByService: sliceServiceKey})
-	m.namespaces = newInformer(cache.NewFilteredListWatchFromClient(core, "namespaces", "", nil), &corev1.Namespace{}, cache.Indexers{})
+	m.namespaces = newInformer(cache.NewFilteredListWatchFromClient(core, "namespaces", "", noFilter), &corev1.Namespace{}, cache.Indexers{})
 	m.routes = NewRoutes(m.exported.GetIndexer(), m.slices.GetIndexer(), cfg.ExportSelector)
 	return m, nil
 }
@@ -262,7 +262,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		syncs = append(syncs, inf.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
-		return ctx.Err()
+		return nil // ctx ended before the caches synced
 	}
 	m.log.Info().Msg("mirror caches synced")
 
@@ -471,3 +471,6 @@ func (m *Mirror) localAddresses() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// noFilter lists everything (NewFilteredListWatchFromClient needs a func).
+func noFilter(*metav1.ListOptions) {}

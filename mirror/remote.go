@@ -68,7 +68,7 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 	r.services = newInformer(cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", "", func(o *metav1.ListOptions) {
 		o.LabelSelector = selector.String()
 	}), &corev1.Service{}, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	r.slices = cache.NewSharedIndexInformer(cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", "", nil),
+	r.slices = cache.NewSharedIndexInformer(cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter),
 		&discoveryv1.EndpointSlice{}, 0, cache.Indexers{indexByService: sliceServiceKey})
 	_ = r.slices.SetTransform(reduceSlice)
 

@@ -90,7 +90,17 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 	}
 	// Merge patch replaces each list wholesale, which is what we want: the
 	// leader's view is complete.
-	body, err := json.Marshal(map[string]any{"status": next})
+	// Empty lists are omitted by omitempty; a merge patch must say null
+	// to remove what the Link still shows.
+	st2 := map[string]any{"conditions": next.Conditions, "mirrorServices": next.MirrorServices,
+		"federatedServices": next.FederatedServices}
+	for k, v := range map[string]int{"conditions": len(next.Conditions), "mirrorServices": len(next.MirrorServices),
+		"federatedServices": len(next.FederatedServices)} {
+		if v == 0 {
+			st2[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": st2})
 	if err != nil {
 		return fmt.Errorf("marshal link status: %w", err)
 	}

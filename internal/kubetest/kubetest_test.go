@@ -13,11 +13,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/mcgate/mcgate/internal/kube"
 	"github.com/mcgate/mcgate/internal/kubetest"
 )
 
@@ -283,4 +287,39 @@ func TestSelectorServiceGetsEndpointSlice(t *testing.T) {
 		}
 		return len(seen) == len(ips) && seen[ips[0].String()] && seen[ips[1].String()], nil
 	})
+}
+
+// TestCRDsInstalled: every CRD in <repo>/deploy/crds is established in both
+// clusters (none is also fine: the folder may be empty).
+func TestCRDsInstalled(t *testing.T) {
+	env := kubetest.Start(t)
+	root, err := kube.Root(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := envtest.CRDInstallOptions{Paths: []string{kube.CRDDir(root)}}
+	if err := envtest.ReadCRDFiles(&opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d CRDs in %s", len(opts.CRDs), kube.CRDDir(root))
+	for _, c := range []*kubetest.Cluster{env.East, env.West} {
+		client, err := apiextensionsclient.NewForConfig(c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range opts.CRDs {
+			got, err := client.ApiextensionsV1().CustomResourceDefinitions().Get(t.Context(), want.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Errorf("%s: CRD %s: %v", c.Name, want.Name, err)
+				continue
+			}
+			established := false
+			for _, cond := range got.Status.Conditions {
+				established = established || (cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue)
+			}
+			if !established {
+				t.Errorf("%s: CRD %s not established: %+v", c.Name, want.Name, got.Status.Conditions)
+			}
+		}
+	}
 }

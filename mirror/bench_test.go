@@ -1,0 +1,184 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+)
+
+// usableWatch records when each mirror's EndpointSlice first holds a ready
+// endpoint in west: the moment a client there can use the mirror.
+type usableWatch struct {
+	mu   sync.Mutex
+	at   map[string]time.Time
+	want int
+	done chan struct{}
+}
+
+func watchUsable(b *testing.B, f *fixture, want int) (*usableWatch, func()) {
+	w := &usableWatch{at: map[string]time.Time{}, want: want, done: make(chan struct{})}
+	fac := informers.NewSharedInformerFactoryWithOptions(f.env.West.Client, 0, informers.WithNamespace(f.ns))
+	inf := fac.Discovery().V1().EndpointSlices().Informer()
+	record := func(o any) {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok || s.Labels[LabelManagedBy] != ManagedByValue || len(s.Endpoints) == 0 ||
+			s.Endpoints[0].Conditions.Ready == nil || !*s.Endpoints[0].Conditions.Ready {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, ok := w.at[s.Name]; !ok {
+			w.at[s.Name] = time.Now()
+			if len(w.at) == w.want {
+				close(w.done)
+			}
+		}
+	}
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, n any) { record(n) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	fac.Start(ctx.Done())
+	fac.WaitForCacheSync(ctx.Done())
+	return w, func() { cancel(); fac.Shutdown() }
+}
+
+func (w *usableWatch) when(name string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.at[name]
+	return t, ok
+}
+
+func (f *fixture) createRemoteFast(ctx context.Context, name string) error {
+	e := f.env.East.Client
+	if _, err := e.DiscoveryV1().EndpointSlices(f.ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-x", Namespace: f.ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.50"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := e.CoreV1().Services(f.ns).Create(ctx, exportedService(name, f.ns, corev1.ServicePort{Name: "http", Port: 80}), metav1.CreateOptions{})
+	return err
+}
+
+// BenchmarkExportLatency: 100 services exported one after the other, each
+// timed from the remote Service's creation to a ready mirror slice in west.
+func BenchmarkExportLatency(b *testing.B) {
+	for range b.N {
+		f := newFixture(b)
+		f.putSecret(true)
+		f.createLink(nil)
+		f.startMirror("bench")
+		const n = 100
+		w, stop := watchUsable(b, f, n)
+		var lat []time.Duration
+		for i := range n {
+			name := fmt.Sprintf("svc%03d", i)
+			start := time.Now()
+			if err := f.createRemoteFast(b.Context(), name); err != nil {
+				b.Fatal(err)
+			}
+			deadline := time.After(30 * time.Second)
+			tick := time.NewTicker(time.Millisecond)
+			for {
+				if at, ok := w.when(name + "-" + f.cluster); ok {
+					lat = append(lat, at.Sub(start))
+					break
+				}
+				select {
+				case <-deadline:
+					b.Fatalf("%s not usable within 30s", name)
+				case <-tick.C:
+				}
+			}
+			tick.Stop()
+		}
+		stop()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(lat[n-1].Microseconds())/1000, "max-ms")
+	}
+}
+
+// BenchmarkColdStart2000: 2,000 exported services exist before the mirror
+// starts; timed from Run to the last ready mirror slice, with the peak of
+// the Go runtime's total memory (the whole test process) meanwhile.
+func BenchmarkColdStart2000(b *testing.B) {
+	for range b.N {
+		f := newFixture(b)
+		f.putSecret(true)
+		f.createLink(nil)
+		const n = 2000
+		ctx := b.Context()
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		sem := make(chan struct{}, 32)
+		for i := range n {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if err := f.createRemoteFast(ctx, fmt.Sprintf("cold%04d", i)); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		w, stop := watchUsable(b, f, n)
+		runtime.GC()
+		base := totalMemory()
+		peak := base
+		stopSampling := make(chan struct{})
+		var sampler sync.WaitGroup
+		sampler.Go(func() {
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopSampling:
+					return
+				case <-t.C:
+					peak = max(peak, totalMemory())
+				}
+			}
+		})
+		start := time.Now()
+		f.startMirror("bench")
+		select {
+		case <-w.done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("only %d of %d mirrors usable after 5 minutes", len(w.at), n)
+		}
+		elapsed := time.Since(start)
+		close(stopSampling)
+		sampler.Wait()
+		stop()
+		b.ReportMetric(elapsed.Seconds(), "cold-s")
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "svc/s")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+		b.ReportMetric(float64(peak-base)/(1<<20), "peak-growth-MiB")
+	}
+}
+
+func totalMemory() uint64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/total:bytes"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
+}
