@@ -117,11 +117,12 @@ func (s state) running() (int, bool) {
 }
 
 func (s state) up() error {
-	if _, ok := s.running(); ok {
-		if _, err := os.Stat(s.readyFile()); err == nil {
-			s.usage()
-			return nil
+	if pid, ok := s.running(); ok {
+		if _, err := os.Stat(s.readyFile()); err != nil {
+			return fmt.Errorf("clusters are still starting (pid %d, log %s); wait, or run make kube-down", pid, s.logFile())
 		}
+		s.usage()
+		return nil
 	}
 	if err := s.down(); err != nil { // leftovers of a crashed run
 		return err
