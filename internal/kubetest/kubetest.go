@@ -69,6 +69,10 @@ func Main(m *testing.M) {
 }
 
 func outside() int {
+	if err := netns.Available(); err != nil {
+		fmt.Fprintln(os.Stderr, "kubetest: FAIL:", err)
+		return 1
+	}
 	if err := netns.RemoveStale(nsPrefix); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest: removing namespaces of dead runs:", err)
 	}

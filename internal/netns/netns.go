@@ -63,15 +63,25 @@ type Link struct {
 	Inside  netip.Prefix // address of the namespace end, e.g. 198.18.1.2/30
 }
 
+// Available reports why this process cannot create network namespaces, or
+// nil if it can.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("netns: creating a network namespace needs root (CAP_SYS_ADMIN): " +
+			"servers whose addresses go into EndpointSlices run on 198.18.0.x inside a namespace " +
+			"the run creates, because the API server rejects loopback there; run as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return fmt.Errorf("netns: the ip command (iproute2) is needed to create network namespaces: %w", err)
+	}
+	return nil
+}
+
 // Create makes the namespace name with lo up and the test-host range on it,
 // and the veth pair link when it is not nil. It fails if the namespace exists.
 func Create(name string, link *Link) error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("netns: creating network namespace %q needs root (CAP_SYS_ADMIN): "+
-			"these tests put servers on 198.18.0.x inside a namespace they create; run them as root", name)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return fmt.Errorf("netns: the ip command (iproute2) is needed to create namespace %q: %w", name, err)
+	if err := Available(); err != nil {
+		return err
 	}
 	steps := [][]string{
 		{"netns", "add", name},
