@@ -5,23 +5,32 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
+const (
+	echoSNI    = "echo.bench.svc.cluster.local"
+	discardSNI = "discard.bench.svc.cluster.local"
+)
+
+// Every address of a run is on one loopback /24 (127.0.0.x by default):
+// .1 backends, .2 ingress proxies, .3 egress proxies. The test picks another
+// /24, so that it can run while a full bench runs on the same machine.
+var loopback = "127.0.0"
+
+func ingressAddr(port int) string { return fmt.Sprintf("%s.2:%d", loopback, port) }
+func egressAddr(port int) string  { return fmt.Sprintf("%s.3:%d", loopback, port) }
+func backendAddr(port int) string { return fmt.Sprintf("%s.1:%d", loopback, port) }
+
 // Backend addresses. Plain ones stand behind every proxy; the TLS ones are the
 // "direct" system: the client's mTLS ends in the backend itself, no hop.
-const (
-	echoAddr         = "127.0.0.1:18080"
-	discardAddr      = "127.0.0.1:18081"
-	directEchoAddr   = "127.0.0.1:18443"
-	directDiscardAdd = "127.0.0.1:18444"
-	echoSNI          = "echo.bench.svc.cluster.local"
-	discardSNI       = "discard.bench.svc.cluster.local"
-)
+func echoAddr() string          { return backendAddr(18080) }
+func discardAddr() string       { return backendAddr(18081) }
+func directEchoAddr() string    { return backendAddr(18443) }
+func directDiscardAddr() string { return backendAddr(18444) }
 
 // backends serves echo and discard on loopback, in the harness process (so on
 // the load generator's core), and counts what discard received: bulk
@@ -40,7 +49,7 @@ func startBackends(serverTLS *tls.Config) (*backends, error) {
 		addr    string
 		tls     bool
 		discard bool
-	}{{echoAddr, false, false}, {discardAddr, false, true}, {directEchoAddr, true, false}, {directDiscardAdd, true, true}} {
+	}{{echoAddr(), false, false}, {discardAddr(), false, true}, {directEchoAddr(), true, false}, {directDiscardAddr(), true, true}} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			b.close()
@@ -88,9 +97,22 @@ func (b *backends) serve(ln net.Listener, discard bool) {
 	}
 }
 
-// echo copies back until the client half-closes, then half-closes too.
+// echo copies back until the client half-closes, then half-closes too. It
+// copies through a buffer on purpose: io.Copy between TCP conns would splice
+// through a pipe, two more descriptors per idle connection in this process.
 func echo(c net.Conn) {
-	_, _ = io.Copy(c, c)
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	closeWrite(c)
 }
 

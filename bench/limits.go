@@ -9,9 +9,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -22,35 +25,64 @@ import (
 // limit is one physical limit of this machine, measured in the same run as
 // the table so the ratios are read against the same noise.
 type limit struct {
-	Name  string
-	Value float64
-	Unit  string
-	How   string
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	How   string  `json:"how"`
 }
 
-// measureLimits runs Go's crypto and plain loopback TCP in this process (on
-// the load generator's core) and `openssl speed` pinned to the proxy core.
-func measureLimits(ctx context.Context, d time.Duration, core string) []limit {
+// measureLimits runs Go's crypto, plain loopback TCP and `openssl speed` on
+// the proxies' core: Go's part in a child process of this binary, pinned
+// like a proxy, so both speak of the core the proxies get.
+func measureLimits(ctx context.Context, d time.Duration, core, self string) []limit {
+	args := []string{"-duration", d.String()}
+	bin := self
+	if core != "" {
+		args = append([]string{"-c", core, bin}, args...)
+		bin = "taskset"
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), roleEnv+"=limits")
+	var out []limit
+	if b, err := cmd.Output(); err != nil {
+		out = append(out, limit{Name: "Go limits", How: "failed: " + err.Error()})
+	} else if err := json.Unmarshal(b, &out); err != nil {
+		out = append(out, limit{Name: "Go limits", How: "failed: " + err.Error()})
+	}
+	if l, err := opensslSpeed(ctx, d, core); err == nil {
+		out = append(out, l...)
+	} else {
+		out = append(out, limit{Name: "openssl speed", How: "failed: " + err.Error()})
+	}
+	return out
+}
+
+// limitsMain is the child of measureLimits: it prints the Go limits as JSON.
+func limitsMain(args []string) error {
+	fs := flag.NewFlagSet("limits", flag.ContinueOnError)
+	d := fs.Duration("duration", time.Second, "time per limit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(goLimits(context.Background(), *d))
+}
+
+func goLimits(ctx context.Context, d time.Duration) []limit {
 	var out []limit
 	add := func(name string, v float64, unit, how string) {
 		out = append(out, limit{name, v, unit, how})
 	}
-	add("Go AES-128-GCM seal", goAESGCM(d)/1e6, "MB/s", "16 KiB records, one core")
+	add("Go AES-128-GCM seal", goAESGCM(d)/1e6, "MB/s", "16 KiB records")
 	sign, verify := goECDSA(d)
-	add("Go ECDSA P-256 sign", sign, "op/s", "one core")
-	add("Go ECDSA P-256 verify", verify, "op/s", "one core")
+	add("Go ECDSA P-256 sign", sign, "op/s", "")
+	add("Go ECDSA P-256 verify", verify, "op/s", "")
 	x := goX25519(d)
-	add("Go X25519 (keygen+shared)", x, "op/s", "one core")
+	add("Go X25519 (keygen+shared)", x, "op/s", "")
 	// Server side of a full mTLS 1.3 handshake: one signature, two
 	// verifications (client leaf, issuer), one key exchange.
 	perHS := 1/sign + 2/verify + 1/x
 	add("Go mTLS server handshake crypto bound", 1/perHS, "hs/s", fmt.Sprintf("1 sign + 2 verify + 1 X25519 = %.0f µs", perHS*1e6))
-	add("loopback TCP, no TLS", loopbackTCP(ctx, d)/1e6, "MB/s", "one stream of 64 KiB writes, sender and receiver on the load generator's core")
-	if l, err := opensslSpeed(ctx, d, core); err == nil {
-		out = append(out, l...)
-	} else {
-		add("openssl speed", 0, "", "failed: "+err.Error())
-	}
+	add("loopback TCP, no TLS", loopbackTCP(ctx, d)/1e6, "MB/s", "one stream of 64 KiB writes, sender and receiver on one core")
 	return out
 }
 
@@ -158,7 +190,7 @@ func opensslSpeed(ctx context.Context, d time.Duration, core string) ([]limit, e
 	}
 	if m := reAES.FindStringSubmatch(s); m != nil {
 		v, _ := strconv.ParseFloat(m[1], 64)
-		out = append(out, limit{"OpenSSL AES-128-GCM", v * 1000 / 1e6, "MB/s", "16 KiB blocks, one core"})
+		out = append(out, limit{"OpenSSL AES-128-GCM", v * 1000 / 1e6, "MB/s", "16 KiB blocks"})
 	}
 	s, err = run("ecdsap256", "ecdhx25519")
 	if err != nil {
@@ -168,12 +200,12 @@ func opensslSpeed(ctx context.Context, d time.Duration, core string) ([]limit, e
 	if m := reECDSA.FindStringSubmatch(s); m != nil {
 		sign, _ = strconv.ParseFloat(m[1], 64)
 		verify, _ = strconv.ParseFloat(m[2], 64)
-		out = append(out, limit{"OpenSSL ECDSA P-256 sign", sign, "op/s", "one core"},
-			limit{"OpenSSL ECDSA P-256 verify", verify, "op/s", "one core"})
+		out = append(out, limit{"OpenSSL ECDSA P-256 sign", sign, "op/s", ""},
+			limit{"OpenSSL ECDSA P-256 verify", verify, "op/s", ""})
 	}
 	if m := reX.FindStringSubmatch(s); m != nil {
 		x, _ = strconv.ParseFloat(m[1], 64)
-		out = append(out, limit{"OpenSSL X25519 derive", x, "op/s", "one core"})
+		out = append(out, limit{"OpenSSL X25519 derive", x, "op/s", ""})
 	}
 	if sign > 0 && verify > 0 && x > 0 {
 		perHS := 1/sign + 2/verify + 2/x

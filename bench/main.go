@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -39,6 +40,7 @@ type config struct {
 	Profile   []string // scenarios during which mcgate is CPU-profiled with perf
 	Install   bool
 	Keep      bool
+	Loopback  string // first three octets of the run's addresses (default 127.0.0)
 	Log       func(format string, args ...any)
 }
 
@@ -60,17 +62,31 @@ func modeConfig(mode string) (config, error) {
 }
 
 func main() {
-	if os.Getenv(roleEnv) == "naive" {
-		if err := naiveMain(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "naive:", err)
-			os.Exit(1)
-		}
-		return
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(roleMain(role, os.Args[1:]))
 	}
 	if err := cliMain(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// roleMain runs this binary as one of the harness's helper processes.
+func roleMain(role string, args []string) int {
+	var err error
+	switch role {
+	case "naive":
+		err = naiveMain(args)
+	case "limits":
+		err = limitsMain(args)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+		return 1
+	}
+	return 0
 }
 
 func cliMain(args []string) error {
@@ -90,6 +106,7 @@ func cliMain(args []string) error {
 	profile := fs.String("profile", "", "comma list of scenarios during which mcgate is profiled with perf (e.g. bulk1,handshake)")
 	install := fs.String("install", "", "install missing peers with bench/peers.sh (default: yes in full mode)")
 	keep := fs.Bool("keep", false, "keep the scratch directory (configs, logs, certificates)")
+	lo := fs.String("loopback", "127.0.0", "first three octets of the addresses: .1 backends, .2 ingress, .3 egress")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,7 +133,7 @@ func cliMain(args []string) error {
 	setIf(&c.Opts.IdleConns, *idleN)
 	setIf(&c.Opts.Rate, *rate)
 	setIf(&c.Out, *out)
-	c.McgateBin, c.Cache, c.Pin, c.Keep = *bin, *cache, *pin, *keep
+	c.McgateBin, c.Cache, c.Pin, c.Keep, c.Loopback = *bin, *cache, *pin, *keep, *lo
 	if *install != "" {
 		c.Install = *install == "yes" || *install == "true"
 	}
@@ -140,6 +157,9 @@ func cliMain(args []string) error {
 
 // run measures the limits, then every table, system and scenario.
 func run(ctx context.Context, c config) (*report, error) {
+	if c.Loopback != "" {
+		loopback = c.Loopback
+	}
 	nofile := raiseNoFile()
 	idleNote := ""
 	if m := maxIdleConns(nofile); c.Opts.IdleConns > m {
@@ -198,7 +218,7 @@ func run(ctx context.Context, c config) (*report, error) {
 		proxyCore = "1"
 	}
 	c.Log("physical limits…")
-	rep.Limits = measureLimits(ctx, c.Limits, proxyCore)
+	rep.Limits = measureLimits(ctx, c.Limits, proxyCore, self)
 
 	for _, cores := range c.Tables {
 		scs := selectScenarios(c.Scenarios)
@@ -266,6 +286,11 @@ func runGroup(ctx context.Context, c config, e *env, sys *system, tunnel bool, g
 	for _, sc := range group {
 		if ctx.Err() != nil {
 			break
+		}
+		if sc.Kind == "idle" && len(inst.procs) == 0 {
+			out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Value: math.NaN(), Unit: "KiB/conn",
+				Note: "no proxy process"})
+			continue
 		}
 		t := inst.echo
 		if sc.Kind == "bulk" {

@@ -140,7 +140,7 @@ func (rep *report) markdown() string {
 	for _, table := range rep.Tables {
 		rep.writeTable(&b, table)
 	}
-	b.WriteString("## Physical limits (same run)\n\n| limit | value | how |\n|---|---:|---|\n")
+	b.WriteString("## Physical limits (same run, one core: the proxies' core when pinned)\n\n| limit | value | how |\n|---|---:|---|\n")
 	for _, l := range rep.Limits {
 		fmt.Fprintf(&b, "| %s | %.0f %s | %s |\n", l.Name, l.Value, l.Unit, l.How)
 	}

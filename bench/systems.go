@@ -68,62 +68,79 @@ func directSystem() *system {
 		name:  "direct",
 		check: func(*env) error { return nil },
 		ingress: func(*env) (*instance, error) {
-			return &instance{echo: target{Addr: directEchoAddr, TLS: true}, discard: target{Addr: directDiscardAdd, TLS: true},
+			return &instance{echo: target{Addr: directEchoAddr(), TLS: true}, discard: target{Addr: directDiscardAddr(), TLS: true},
 				note: "mTLS ends in the backend (no hop)"}, nil
 		},
 		tunnel: func(*env) (*instance, error) {
-			return &instance{echo: target{Addr: echoAddr}, discard: target{Addr: discardAddr},
+			return &instance{echo: target{Addr: echoAddr()}, discard: target{Addr: discardAddr()},
 				note: "plain TCP to the backend"}, nil
 		},
 	}
 }
 
-func naiveSystem() *system {
-	in := "127.0.0.2:5001"
-	routes := echoSNI + "=" + echoAddr + "," + discardSNI + "=" + discardAddr
-	ingress := func(e *env) (*proc, error) {
-		p, err := e.start("naive", e.self, []string{roleEnv + "=naive"}, "-listen", in, "-identity-dir", e.pki.Gateway.Dir, "-routes", routes)
+// sniInstance is a proxy at one address that routes both backends by SNI.
+func sniInstance(in string) func([]*proc, error) (*instance, error) {
+	return func(ps []*proc, err error) (*instance, error) {
+		return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: ps}, err
+	}
+}
+
+// pair starts a system's ingress, then its egress side, whose app-facing
+// listeners are echo and discard; the instance owns (and stops) both.
+func pair(e *env, ingress, egress func(*env) ([]*proc, error), echo, discard, note string) (*instance, error) {
+	ps, err := ingress(e)
+	inst := &instance{echo: target{Addr: echo}, discard: target{Addr: discard}, procs: ps, note: note}
+	if err == nil {
+		var eps []*proc
+		eps, err = egress(e)
+		inst.procs = append(inst.procs, eps...)
+	}
+	return inst, err
+}
+
+// ready waits until a started process accepts on addrs; the process is
+// returned even when it failed, so that its owner stops it.
+func ready(p *proc, err error) func(addrs ...string) ([]*proc, error) {
+	return func(addrs ...string) ([]*proc, error) {
 		if err != nil {
-			return nil, err
+			return procs(p), err
 		}
-		return p, p.waitTCP(in)
+		return procs(p), p.waitTCP(addrs...)
+	}
+}
+
+func naiveSystem() *system {
+	in := ingressAddr(5001)
+	routes := echoSNI + "=" + echoAddr() + "," + discardSNI + "=" + discardAddr()
+	ingress := func(e *env) ([]*proc, error) {
+		return ready(e.start("naive", e.self, []string{roleEnv + "=naive"}, "-listen", in, "-identity-dir", e.pki.Gateway.Dir, "-routes", routes))(in)
+	}
+	// The naive egress speaks to one target per process: two processes.
+	egress := func(e *env) ([]*proc, error) {
+		var ps []*proc
+		for _, eg := range [][2]string{{egressAddr(5101), echoSNI}, {egressAddr(5102), discardSNI}} {
+			p, err := ready(e.start("naive-egress", e.self, []string{roleEnv + "=naive"}, "-listen", eg[0],
+				"-identity-dir", e.pki.Client.Dir, "-upstream", in, "-sni", eg[1]))(eg[0])
+			if ps = append(ps, p...); err != nil {
+				return ps, err
+			}
+		}
+		return ps, nil
 	}
 	return &system{
-		name:  "naive-go",
-		check: func(*env) error { return nil },
-		ingress: func(e *env) (*instance, error) {
-			p, err := ingress(e)
-			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
-		},
+		name:    "naive-go",
+		check:   func(*env) error { return nil },
+		ingress: func(e *env) (*instance, error) { return sniInstance(in)(ingress(e)) },
 		tunnel: func(e *env) (*instance, error) {
-			ip, err := ingress(e)
-			inst := &instance{echo: target{Addr: "127.0.0.3:5101"}, discard: target{Addr: "127.0.0.3:5102"}, procs: procs(ip)}
-			if err != nil {
-				return inst, err
-			}
-			// The naive egress speaks to one target per process: two processes.
-			for _, eg := range []struct{ listen, sni string }{{"127.0.0.3:5101", echoSNI}, {"127.0.0.3:5102", discardSNI}} {
-				p, err := e.start("naive-egress", e.self, []string{roleEnv + "=naive"}, "-listen", eg.listen,
-					"-identity-dir", e.pki.Client.Dir, "-upstream", in, "-sni", eg.sni)
-				inst.procs = append(inst.procs, procs(p)...)
-				if err == nil {
-					err = p.waitTCP(eg.listen)
-				}
-				if err != nil {
-					return inst, err
-				}
-			}
-			return inst, nil
+			return pair(e, ingress, egress, egressAddr(5101), egressAddr(5102), "")
 		},
 	}
 }
 
 func mcgateSystem() *system {
-	const (
-		in, admin     = "127.0.0.2:4143", "127.0.0.2:4191"
-		egIn, egAdmin = "127.0.0.3:4143", "127.0.0.3:4191"
-		egEcho, egDis = "127.0.0.3:14200", "127.0.0.3:14201"
-	)
+	in, admin := ingressAddr(4143), ingressAddr(4191)
+	egIn, egAdmin := egressAddr(4143), egressAddr(4191)
+	egEcho, egDis := egressAddr(14200), egressAddr(14201)
 	services := fmt.Sprintf(`services:
 - name: echo
   namespace: bench
@@ -135,8 +152,8 @@ func mcgateSystem() *system {
   ports:
   - port: 8081
     endpoints: [%q]
-`, echoAddr, discardAddr)
-	egress := fmt.Sprintf(`egress:
+`, echoAddr(), discardAddr())
+	egressCfg := fmt.Sprintf(`egress:
 - listen: %s
   gatewayAddress: %s
   gatewayIdentity: %s
@@ -146,7 +163,7 @@ func mcgateSystem() *system {
   gatewayIdentity: %s
   target: %s:8081
 `, egEcho, in, gwIdentity, echoSNI, egDis, in, gwIdentity, discardSNI)
-	gateway := func(e *env, name, listen, adminAddr, config string) (*proc, error) {
+	gateway := func(e *env, name, listen, adminAddr, config string) ([]*proc, error) {
 		file := filepath.Join(e.work, name+".yaml")
 		if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 			return nil, err
@@ -156,28 +173,18 @@ func mcgateSystem() *system {
 		if err != nil {
 			return nil, err
 		}
-		return p, p.waitHTTP("http://" + adminAddr + "/ready")
+		return procs(p), p.waitHTTP("http://" + adminAddr + "/ready")
 	}
+	ingress := func(e *env) ([]*proc, error) { return gateway(e, "mcgate", in, admin, services) }
+	egress := func(e *env) ([]*proc, error) { return gateway(e, "mcgate-egress", egIn, egAdmin, services+egressCfg) }
 	return &system{
 		name: "mcgate",
 		check: func(e *env) error {
 			_, err := os.Stat(e.mcgateBin)
 			return err
 		},
-		ingress: func(e *env) (*instance, error) {
-			p, err := gateway(e, "mcgate", in, admin, services)
-			return &instance{echo: target{in, echoSNI, true}, discard: target{in, discardSNI, true}, procs: procs(p)}, err
-		},
-		tunnel: func(e *env) (*instance, error) {
-			ip, err := gateway(e, "mcgate", in, admin, services)
-			inst := &instance{echo: target{Addr: egEcho}, discard: target{Addr: egDis}, procs: procs(ip)}
-			if err != nil {
-				return inst, err
-			}
-			ep, err := gateway(e, "mcgate-egress", egIn, egAdmin, services+egress)
-			inst.procs = append(inst.procs, procs(ep)...)
-			return inst, err
-		},
+		ingress: func(e *env) (*instance, error) { return sniInstance(in)(ingress(e)) },
+		tunnel:  func(e *env) (*instance, error) { return pair(e, ingress, egress, egEcho, egDis, "") },
 	}
 }
 
