@@ -179,8 +179,8 @@ func Pids(name string) ([]int, error) {
 }
 
 // Exec runs argv inside the existing namespace name with env (plus
-// EnvName=name), stdio inherited, and returns its exit code. SIGINT and SIGTERM
-// sent to this process are passed on; if this process dies, the kernel kills
+// EnvName=name), stdio inherited, and returns its exit code. SIGINT, SIGTERM,
+// SIGQUIT and SIGHUP sent to this process are passed on; if this process dies, the kernel kills
 // the child (Pdeathsig), and Delete sweeps up the rest.
 func Exec(name string, argv, env []string) (int, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", name}, argv...)...)
@@ -189,7 +189,9 @@ func Exec(name string, argv, env []string) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGQUIT too: go test sends it on timeout, and passing it on gets the
+	// child's goroutine dump and leaves this process alive to clean up.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("netns: exec in %s: %w", name, err)
