@@ -42,6 +42,7 @@ type gatewayOptions struct {
 	logLevel         string
 	logFormat        string
 	pprof            bool
+	mirror           mirrorFlags
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -73,6 +74,7 @@ func newGatewayCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json or console")
 	f.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin port")
+	o.mirror.register(f)
 	return cmd
 }
 
@@ -100,8 +102,8 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.staticConfig == "" {
-		return errors.New("gateway: --static-config is required (Kubernetes mode is not wired yet)")
+	if o.staticConfig != "" && o.mirror.kubeconfig != "" {
+		return errors.New("gateway: --static-config and --kubeconfig exclude each other: the static file replaces Kubernetes")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -117,14 +119,29 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := static.Load(o.staticConfig)
-	if err != nil {
-		return err
+	// The route table and egress listeners come from the static file, or
+	// else from Kubernetes (the mirror, with in-cluster config by default).
+	var (
+		router    proxy.Router
+		staticEgr []static.Egress
+		mirrorRT  *mirrorRuntime
+	)
+	if o.staticConfig != "" {
+		cfg, err := static.Load(o.staticConfig)
+		if err != nil {
+			return err
+		}
+		router, staticEgr = cfg.Table(), cfg.Egress
+	} else {
+		if mirrorRT, err = newMirror(o.mirror, o.clusterDomain, log, reg); err != nil {
+			return err
+		}
+		router = mirrorRT.Router()
 	}
 	metrics := proxy.NewMetrics(reg)
 	ingress, err := proxy.NewIngress(proxy.IngressConfig{
 		ListenAddr: o.listenAddr, TLS: identity.ServerTLSConfig(src), Authorize: authz.Authorize,
-		Router: cfg.Table(), ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
+		Router: router, ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
 		IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes,
@@ -137,7 +154,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
 	})
-	routes, err := egressRoutes(src, cfg.Egress)
+	routes, err := egressRoutes(src, staticEgr)
 	if err != nil {
 		return err
 	}
@@ -176,6 +193,9 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		pg.Go(func() error { return src.Run(pctx) })
 		pg.Go(func() error { return ingress.Run(pctx) })
 		pg.Go(func() error { return egress.Run(pctx) })
+		if mirrorRT != nil {
+			mirrorRT.run(pctx, pg, src, egress, log)
+		}
 		return pg.Wait()
 	})
 	err = g.Wait()
