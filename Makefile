@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Other makefiles (mk/*.mk) add prerequisites of `make test` here.
 TEST_DEPS :=
 
-.PHONY: all build test lint demo demo-static fuzz
+.PHONY: all build test lint demo demo-static demo-kube fuzz
 all: build
 
 build:
@@ -29,6 +29,14 @@ demo-static: build
 	$(GO) run ./internal/demo --bin $(BIN)
 
 demo: demo-static
+
+# The demo on two real clusters (make kube-up), run inside their network
+# namespace; the clusters are stopped afterwards unless KEEP=1.
+DEMO_BIN := .cache/demo
+demo-kube: build kube-up
+	@$(GO) build -o $(DEMO_BIN) ./internal/demo
+	@status=0; ip netns exec mcgate-kube $(DEMO_BIN) kube --bin $(BIN) --kube-dir $(KUBE_DIR) $(if $(KEEP),--keep) || status=$$?; \
+	  if [ -z "$(KEEP)" ]; then $(MAKE) --no-print-directory kube-down; fi; exit $$status
 
 # Every fuzz target of the repository, each for FUZZTIME (CI's `make test`
 # runs their seed corpora; this explores).

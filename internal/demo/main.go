@@ -1,8 +1,14 @@
-// Command demo shows mcgate end to end on this machine: a shared trust
-// anchor and per-cluster identities made with `mcgate identity`, an "east"
-// gateway exporting an echo service, a "west" gateway whose egress listener
-// tunnels to it over mTLS, traffic through both, a foreign TLS client
-// (openssl), the metrics, and a graceful drain. `make demo` runs it.
+// Command demo shows mcgate end to end on this machine.
+//
+//	demo static   two gateways from static files (no Kubernetes): identities
+//	              made with `mcgate identity`, an "east" gateway exporting an
+//	              echo service, a "west" gateway whose egress listener tunnels
+//	              to it, openssl as a foreign client, metrics, a drain
+//	demo kube     the same on two real clusters (make kube-up): install, link,
+//	              export, the mirrored service in west, traffic through both
+//	              gateways, `mcgate gateways` and `mcgate check`
+//
+// `make demo` runs the kube demo, `make demo-static` the static one.
 package main
 
 import (
@@ -24,10 +30,24 @@ import (
 )
 
 func main() {
+	mode := "static"
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		mode, os.Args = os.Args[1], append(os.Args[:1], os.Args[2:]...)
+	}
 	bin := flag.String("bin", "bin/mcgate", "mcgate binary")
 	keep := flag.Bool("keep", false, "leave the gateways running and print how to stop them")
+	kubeDir := flag.String("kube-dir", ".cache/kube", "state folder of make kube-up (kube mode)")
 	flag.Parse()
-	if err := run(*bin, *keep); err != nil {
+	var err error
+	switch mode {
+	case "static":
+		err = run(*bin, *keep)
+	case "kube":
+		err = runKube(*bin, *kubeDir, *keep)
+	default:
+		err = fmt.Errorf("unknown mode %q: want static or kube", mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+)
+
+// Addresses of the kube demo inside network namespace mcgate-kube, where
+// 198.18.0.0/24 is local and EndpointSlices accept it.
+const (
+	kubeEastGW  = "198.18.0.2"
+	kubeWestGW  = "198.18.0.3"
+	kubeBackend = "198.18.0.20:8080"
+)
+
+// cluster is one of the two clusters of make kube-up.
+type cluster struct {
+	name       string
+	kubeconfig string
+	client     kubernetes.Interface
+	dyn        dynamic.Interface
+	mapper     meta.RESTMapper
+}
+
+func loadCluster(dir, name string) (*cluster, error) {
+	path, err := filepath.Abs(filepath.Join(dir, "clusters", name+".kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w (did make kube-up run?)", name, err)
+	}
+	return newCluster(name, path, rc)
+}
+
+func newCluster(name, path string, rc *rest.Config) (*cluster, error) {
+	c := &cluster{name: name, kubeconfig: path}
+	var err error
+	if c.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, err
+	}
+	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
+		return nil, err
+	}
+	c.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.client.Discovery()))
+	return c, nil
+}
+
+// apply server-side-applies every object of a multi-document YAML stream,
+// skipping the kinds in skip.
+func (c *cluster) apply(ctx context.Context, manifest []byte, skip ...string) ([]string, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
+	var applied []string
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return applied, nil
+			}
+			return applied, err
+		}
+		if obj.Object == nil || containsStr(skip, obj.GetKind()) {
+			continue
+		}
+		gvk := obj.GroupVersionKind()
+		m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			// A CRD applied earlier in the stream is not in the cached
+			// discovery yet: refresh once.
+			if r, ok := c.mapper.(meta.ResettableRESTMapper); ok {
+				r.Reset()
+			}
+			if m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return applied, fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+			}
+		}
+		var ri dynamic.ResourceInterface = c.dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = c.dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+		}
+		if _, err := ri.Apply(ctx, obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "mcgate-demo", Force: true}); err != nil {
+			return applied, fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+		}
+		applied = append(applied, strings.ToLower(gvk.Kind)+"/"+obj.GetName())
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runKube(bin, kubeDir string, keep bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	east, err := loadCluster(kubeDir, "east")
+	if err != nil {
+		return err
+	}
+	west, err := loadCluster(kubeDir, "west")
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "mcgate-kube-demo-")
+	if err != nil {
+		return err
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	fmt.Printf("mcgate demo on two real clusters (make kube-up): east and west; files in %s\n", dir)
+
+	step("Install mcgate in both clusters (mcgate install | apply; the gateways run here as host processes, so the Deployment is left out)")
+	out, err := exec.Command(bin, "install").Output()
+	if err != nil {
+		return fmt.Errorf("mcgate install: %w", err)
+	}
+	for _, c := range []*cluster{east, west} {
+		applied, err := c.apply(ctx, out, "Deployment", "PodDisruptionBudget")
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		fmt.Printf("    %s: %s\n", c.name, strings.Join(applied, " "))
+	}
+
+	step("Create the shared trust anchor and each gateway's identity (mcgate identity)")
+	for _, c := range [][]string{
+		{"identity", "anchor", "--out-cert", p("ca.crt"), "--out-key", p("ca.key")},
+		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("east-issuer.crt"), "--out-key", p("east-issuer.key")},
+		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("west-issuer.crt"), "--out-key", p("west-issuer.key")},
+		{"identity", "leaf", "--ca", p("east-issuer.crt"), "--ca-key", p("east-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("east-gateway")},
+		{"identity", "leaf", "--ca", p("west-issuer.crt"), "--ca-key", p("west-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("west-gateway")},
+	} {
+		if err := sh(bin, c...); err != nil {
+			return err
+		}
+	}
+
+	step("Start both gateways (mcgate gateway --kubeconfig …): mTLS ingress, egress listeners and the mirror in one process")
+	var gateways []*exec.Cmd
+	defer func() {
+		if keep {
+			fmt.Printf("\nGateways left running. Stop them and the clusters with: make kube-down\n")
+			return
+		}
+		step("Stop both gateways with SIGTERM")
+		for _, g := range gateways {
+			g.Process.Signal(syscall.SIGTERM)
+			fmt.Printf("    pid %d: %s\n", g.Process.Pid, exitText(g.Wait()))
+		}
+		os.RemoveAll(dir)
+	}()
+	for _, g := range []struct {
+		c  *cluster
+		ip string
+	}{{east, kubeEastGW}, {west, kubeWestGW}} {
+		cmd, err := startGateway(bin, p(g.c.name+".log"), "--kubeconfig", g.c.kubeconfig,
+			"--identity-dir", p(g.c.name+"-gateway"), "--cluster-name", g.c.name,
+			"--listen-addr", g.ip+":4143", "--admin-addr", g.ip+":4191",
+			"--advertise-address", g.ip, "--egress-host", g.ip, "--log-level", "info")
+		if err != nil {
+			return err
+		}
+		gateways = append(gateways, cmd)
+		if err := waitReady(ctx, g.ip+":4191"); err != nil {
+			return fmt.Errorf("%w\n%s", err, tail(p(g.c.name+".log")))
+		}
+	}
+
+	step("Export api.production in east: a Service labelled mirror.linkerd.io/exported=true, its backend on %s", kubeBackend)
+	backend, err := net.Listen("tcp", kubeBackend)
+	if err != nil {
+		return fmt.Errorf("backend (is this running inside netns mcgate-kube?): %w", err)
+	}
+	defer backend.Close()
+	go serveEcho(backend)
+	if err := exportAPI(ctx, east); err != nil {
+		return err
+	}
+	for _, c := range []*cluster{east, west} {
+		if err := ensureNamespace(ctx, c, "production"); err != nil {
+			return err
+		}
+	}
+
+	step("Link west to east: mcgate link runs against east, its output is applied to west")
+	linkArgs := []string{"link", "--kubeconfig", east.kubeconfig, "--cluster-name", "east",
+		"--gateway-addresses", kubeEastGW, "--gateway-port", "4143"}
+	fmt.Printf("    $ mcgate %s | kubectl --kubeconfig west apply -f -\n", strings.Join(linkArgs, " "))
+	linkOut, err := exec.Command(bin, linkArgs...).Output()
+	if err != nil {
+		return fmt.Errorf("mcgate link: %w", exitStderr(err))
+	}
+	applied, err := west.apply(ctx, linkOut)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    west: %s\n", strings.Join(applied, " "))
+
+	step("The mirror creates api-east in west, with an EndpointSlice pointing at west's gateway")
+	addr, err := waitMirror(ctx, west)
+	if err != nil {
+		return fmt.Errorf("%w\nwest gateway log:\n%s", err, tail(p("west.log")))
+	}
+	fmt.Printf("    service/api-east.production → EndpointSlice endpoint %s (ready)\n", addr)
+
+	step("Send traffic: a west client (no sidecar) → api-east → west gateway → mTLS → east gateway → api")
+	for i := 1; i <= 3; i++ {
+		msg := fmt.Sprintf("request %d from west", i)
+		got, err := echoOnce(addr, msg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("    sent %q, got back %q\n", msg, got)
+	}
+
+	for _, args := range [][]string{
+		{"gateways", "--kubeconfig", west.kubeconfig},
+		{"check", "--kubeconfig", west.kubeconfig},
+	} {
+		step("mcgate %s", strings.Join(args, " "))
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		fmt.Print(indent(string(out)))
+		if err != nil {
+			return fmt.Errorf("mcgate %s: %w", args[0], err)
+		}
+	}
+	fmt.Println("\nDemo done.")
+	return nil
+}
+
+func exportAPI(ctx context.Context, c *cluster) error {
+	if err := ensureNamespace(ctx, c, "production"); err != nil {
+		return err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "production",
+			Labels: map[string]string{"mirror.linkerd.io/exported": "true"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstrPort(8080)}}},
+	}
+	if _, err := c.client.CoreV1().Services("production").Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	host, portStr, _ := net.SplitHostPort(kubeBackend)
+	port, _ := strconv.Atoi(portStr)
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-demo", Namespace: "production",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "api", discoveryv1.LabelManagedBy: "mcgate-demo"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(port))}},
+	}
+	if _, err := c.client.DiscoveryV1().EndpointSlices("production").Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	fmt.Printf("    east: service/api (port 8080, exported), endpointslice/api-demo → %s\n", kubeBackend)
+	return nil
+}
+
+func ensureNamespace(ctx context.Context, c *cluster, ns string) error {
+	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// waitMirror waits for api-east in west and a ready endpoint in its slice.
+func waitMirror(ctx context.Context, west *cluster) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		slices, err := west.client.DiscoveryV1().EndpointSlices("production").List(ctx,
+			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=api-east"})
+		if err == nil {
+			for _, s := range slices.Items {
+				for _, ep := range s.Endpoints {
+					if len(ep.Addresses) > 0 && ptr.Deref(ep.Conditions.Ready, false) && len(s.Ports) > 0 && s.Ports[0].Port != nil {
+						return net.JoinHostPort(ep.Addresses[0], strconv.Itoa(int(*s.Ports[0].Port))), nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", errors.New("api-east was not mirrored with a ready endpoint within 60s")
+		case <-tick.C:
+		}
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + l + "\n")
+	}
+	return b.String()
+}
+
+func exitStderr(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return err
+}
+
+func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
