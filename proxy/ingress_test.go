@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -395,5 +394,4 @@ func TestIngressConnectionLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = context.Background
 }

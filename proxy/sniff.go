@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -153,8 +152,7 @@ func headersFragment(p []byte, flags byte) ([]byte, error) {
 		if len(p) < 5 {
 			return nil, fmt.Errorf("%w: short HEADERS priority", errNoAuthority)
 		}
-		_ = binary.BigEndian.Uint32(p) // stream dependency, unused
-		p = p[5:]
+		p = p[5:] // stream dependency and weight: no bearing on the authority
 	}
 	if pad > len(p) {
 		return nil, fmt.Errorf("%w: HEADERS padding exceeds payload", errNoAuthority)
