@@ -1,0 +1,19 @@
+# mcgate image: one static binary on distroless, running as non-root.
+# Build: docker build -t ghcr.io/mcgate/mcgate:$(git describe --tags --always) .
+# (The Deployment in deploy/ runs it with a read-only root filesystem.)
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
+      -ldflags "-s -w -X main.version=${VERSION}" -o /out/mcgate ./cmd/mcgate
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/mcgate /mcgate
+# 65532 is distroless's nonroot user; the Deployment sets the same ids.
+USER 65532:65532
+EXPOSE 4143 4191
+ENTRYPOINT ["/mcgate"]
+CMD ["gateway"]
