@@ -234,26 +234,27 @@ func run(ctx context.Context, c config) (*report, error) {
 			table += "s"
 		}
 		rep.Tables = append(rep.Tables, table)
+		var systems []*system
 		for _, sys := range selectSystems(c.Systems) {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
 			if err := sys.check(e); err != nil {
 				rep.Notes[sys.name] = "not available: " + err.Error()
 				c.Log("%s: skipped: %v", sys.name, err)
 				continue
 			}
-			for _, tunnel := range []bool{false, true} {
-				var group []scenario
-				for _, sc := range scs {
-					if sc.Tunnel == tunnel {
-						group = append(group, sc)
-					}
+			systems = append(systems, sys)
+		}
+		for _, tunnel := range []bool{false, true} {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			var group []scenario
+			for _, sc := range scs {
+				if sc.Tunnel == tunnel {
+					group = append(group, sc)
 				}
-				if len(group) == 0 {
-					continue
-				}
-				rep.Results = append(rep.Results, runGroup(ctx, c, e, sys, tunnel, group, be, table)...)
+			}
+			if len(group) > 0 {
+				rep.Results = append(rep.Results, runPhase(ctx, c, e, systems, tunnel, group, be, table)...)
 			}
 		}
 	}
@@ -261,67 +262,82 @@ func run(ctx context.Context, c config) (*report, error) {
 	return rep, nil
 }
 
-// runGroup starts a system (ingress, or the egress→ingress pair) once and runs
-// a group of scenarios against it; idle runs first, on a fresh process.
-func runGroup(ctx context.Context, c config, e *env, sys *system, tunnel bool, group []scenario, be *backends, table string) []*result {
-	start := sys.ingress
-	if tunnel {
-		start = sys.tunnel
+// runPhase starts every system at once (ingress, or the egress→ingress
+// pairs), then runs each scenario on one system after the other, so that
+// load from elsewhere on a shared machine falls on all systems alike rather
+// than on whichever ran at the time. Idle goes first, while every process is
+// fresh; each scenario starts the round at a different system.
+func runPhase(ctx context.Context, c config, e *env, systems []*system, tunnel bool, group []scenario, be *backends, table string) []*result {
+	insts := make([]*instance, len(systems))
+	errs := make([]error, len(systems))
+	for i, sys := range systems {
+		start := sys.ingress
+		if tunnel {
+			start = sys.tunnel
+		}
+		insts[i], errs[i] = start(e)
+		if insts[i] != nil {
+			defer insts[i].stop()
+		}
+		if errs[i] != nil {
+			c.Log("%s: start: %v", sys.name, errs[i])
+		}
 	}
 	var out []*result
-	fail := func(sc scenario, err error) {
-		out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Errors: 1, FirstErr: err.Error(), Value: 0})
-	}
-	inst, err := start(e)
-	if inst != nil {
-		defer inst.stop()
-	}
-	if err != nil {
-		c.Log("%s: start: %v", sys.name, err)
-		for _, sc := range group {
-			fail(sc, err)
+	for k, sc := range group {
+		for j := range systems {
+			if ctx.Err() != nil {
+				return out
+			}
+			i := (j + k) % len(systems)
+			if sc.Kind == "idle" {
+				i = j // in order: nothing to gain from rotating
+			}
+			sys, inst := systems[i], insts[i]
+			if errs[i] != nil {
+				out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Errors: 1, FirstErr: errs[i].Error(), Value: 0})
+				continue
+			}
+			if sc.Kind == "idle" && len(inst.procs) == 0 {
+				out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Value: math.NaN(), Unit: "KiB/conn",
+					Note: "no proxy process"})
+				continue
+			}
+			out = append(out, runCell(ctx, c, e, sys, inst, sc, be, table))
 		}
-		return out
-	}
-	for _, sc := range group {
-		if ctx.Err() != nil {
-			break
-		}
-		if sc.Kind == "idle" && len(inst.procs) == 0 {
-			out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Value: math.NaN(), Unit: "KiB/conn",
-				Note: "no proxy process"})
-			continue
-		}
-		t := inst.echo
-		if sc.Kind == "bulk" {
-			t = inst.discard
-		}
-		d := newDialer(e.clientTLS, t, sc.Resume)
-		be.settle(0, 10*time.Second)
-		load := loadAvg()
-		var prof *perfRecord
-		if sys.name == "mcgate" && slices.Contains(c.Profile, sc.Name) {
-			prof = startPerf(e, inst.pids(), table, sc, c.Opts)
-		}
-		r := runScenario(ctx, sc, inst, d, be, c.Opts)
-		if prof != nil {
-			r.Note = strings.TrimSpace(r.Note + " " + prof.finish(c.Out))
-		}
-		r.Table, r.System, r.Load = table, sys.name, load
-		if inst.note != "" {
-			r.Note = strings.TrimSpace(r.Note + " " + inst.note)
-		}
-		c.Log("[%s] %-10s %-9s %10.1f %-8s p50 %6.0fµs p99 %6.0fµs err %d load %.1f %s", table, sys.name, sc.Name, r.Value, r.Unit,
-			r.pct(50), r.pct(99), r.Errors, load, firstLine(r.FirstErr))
-		out = append(out, r)
 	}
 	return out
+}
+
+func runCell(ctx context.Context, c config, e *env, sys *system, inst *instance, sc scenario, be *backends, table string) *result {
+	t := inst.echo
+	if sc.Kind == "bulk" {
+		t = inst.discard
+	}
+	d := newDialer(e.clientTLS, t, sc.Resume)
+	be.settle(0, 10*time.Second)
+	load := loadAvg()
+	var prof *perfRecord
+	if sys.name == "mcgate" && slices.Contains(c.Profile, sc.Name) {
+		prof = startPerf(e, inst.pids(), table, sc, c.Opts)
+	}
+	r := runScenario(ctx, sc, inst, d, be, c.Opts)
+	if prof != nil {
+		r.Note = strings.TrimSpace(r.Note + " " + prof.finish(c.Out))
+	}
+	r.Table, r.System, r.Load = table, sys.name, load
+	if inst.note != "" {
+		r.Note = strings.TrimSpace(r.Note + " " + inst.note)
+	}
+	c.Log("[%s] %-10s %-9s %10.1f %-8s p50 %6.0fµs p99 %6.0fµs err %d load %.1f %s", table, sys.name, sc.Name, r.Value, r.Unit,
+		r.pct(50), r.pct(99), r.Errors, load, firstLine(r.FirstErr))
+	return r
 }
 
 func installPeers(c config) error {
 	missing := false
 	for _, s := range allSystems() {
-		if s.check(&env{cache: c.Cache}) != nil {
+		if s.name != "mcgate" && s.check(&env{cache: c.Cache}) != nil {
 			missing = true
 		}
 	}

@@ -129,7 +129,7 @@ func (rep *report) markdown() string {
 	fmt.Fprintf(&b, "# mcgate bench (%s mode)\n\n", rep.Mode)
 	fmt.Fprintf(&b, "%s → %s, load average %.2f at start, %.2f at end (2-core machine; other work was running: read ratios, not absolutes). ",
 		rep.Start.UTC().Format(time.RFC3339), rep.End.UTC().Format("15:04:05Z"), rep.LoadStart, rep.LoadEnd)
-	fmt.Fprintf(&b, "Each cell: %s warm-up, %s measured; idle: %d connections; rate: %d req/s. ",
+	fmt.Fprintf(&b, "All systems of a table run at once and take turns per scenario, so outside load falls on all alike. Each cell: %s warm-up, %s measured; idle: %d connections; rate: %d req/s. ",
 		rep.Opts.Warmup, rep.Opts.Duration, rep.Opts.IdleConns, rep.Opts.Rate)
 	if rep.Pinned {
 		b.WriteString("Load generator and backends pinned to core 0; each proxy (both processes of a tunnel pair) to core 1 (\"1 core\") or cores 0-1 (\"2 cores\", shared with the load generator). ")
