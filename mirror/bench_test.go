@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/ptr"
 )
 
 // usableWatch records when each mirror's EndpointSlice first holds a ready
@@ -60,14 +59,11 @@ func (w *usableWatch) when(name string) (time.Time, bool) {
 	return t, ok
 }
 
+// createRemoteFast creates the remote endpoints first, so the mirror is
+// usable as soon as it is written.
 func (f *fixture) createRemoteFast(ctx context.Context, name string) error {
 	e := f.env.East.Client
-	if _, err := e.DiscoveryV1().EndpointSlices(f.ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: name + "-x", Namespace: f.ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.50"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
-	}, metav1.CreateOptions{}); err != nil {
+	if _, err := e.DiscoveryV1().EndpointSlices(f.ns).Create(ctx, remoteSlice(f.ns, name), metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	_, err := e.CoreV1().Services(f.ns).Create(ctx, exportedService(name, f.ns, corev1.ServicePort{Name: "http", Port: 80}), metav1.CreateOptions{})

@@ -564,7 +564,7 @@ func (c *controller) reconcileService(ctx context.Context, link, ns, name string
 		}
 	}
 	local := &ObjectRef{Kind: "Service", Name: want, Namespace: ns}
-	if _, ok, _ := c.m.namespaces.GetStore().GetByKey(ns); !ok {
+	if !c.namespaceUsable(ns) {
 		if c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionFalse, Reason: ReasonMissingNamespace,
 			Message: "namespace " + ns + " does not exist in this cluster", LocalRef: local}) {
 			c.event(link, corev1.EventTypeNormal, "ServiceMirroringSkipped",
@@ -593,6 +593,13 @@ func (c *controller) reconcileService(ctx context.Context, link, ns, name string
 	c.m.met.endpoints.WithLabelValues(cfg.Cluster, want).Set(float64(ready))
 	c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionTrue, Reason: ReasonMirrored, LocalRef: local})
 	return nil
+}
+
+// namespaceUsable: the namespace exists and is not being deleted (the API
+// server refuses new objects in a terminating namespace).
+func (c *controller) namespaceUsable(ns string) bool {
+	o, ok, _ := c.m.namespaces.GetStore().GetByKey(ns)
+	return ok && o.(*corev1.Namespace).DeletionTimestamp == nil
 }
 
 // errInvalidService marks errors retrying cannot fix.

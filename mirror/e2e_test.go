@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -173,9 +175,20 @@ func (f *fixture) getLink() *Link {
 // startMirror runs a Mirror until the test ends (or stop is called).
 func (f *fixture) startMirror(identity string) (*Mirror, func()) {
 	f.t.Helper()
+	// The client budget of the gateway's wiring (cmd/mcgate --kube-api-qps).
+	rc := rest.CopyConfig(f.env.West.Config)
+	rc.QPS, rc.Burst = 500, 1000
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	m, err := New(Config{
-		Client: f.env.West.Client, Dynamic: f.dyn, Namespace: f.mcNS,
-		EgressPorts: PortRange{4200, 4299}, AdvertiseAddresses: []string{"198.18.0.10"},
+		Client: client, Dynamic: dyn, Namespace: f.mcNS,
+		EgressPorts: PortRange{20000, 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
 		Health: f.health, Identity: identity, Log: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel),
 		Registerer:    prometheus.NewRegistry(),
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
@@ -228,14 +241,18 @@ func (f *fixture) setRemoteEndpoint(ns, name string, present bool) {
 		}
 		return
 	}
-	_, err := c.Create(f.t.Context(), &discoveryv1.EndpointSlice{
+	if _, err := c.Create(f.t.Context(), remoteSlice(ns, name), metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// remoteSlice is a ready endpoint of a remote service.
+func remoteSlice(ns, name string) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: name + "-x", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.50"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		f.t.Fatal(err)
 	}
 }
 
@@ -345,7 +362,7 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 		t.Errorf("ports %+v", svc.Spec.Ports)
 	}
 	egress, err := ParseEgressPorts(svc.Annotations[AnnotationEgressPorts])
-	if err != nil || egress[8080] < 4200 || egress[8080] > 4299 {
+	if err != nil || egress[8080] < 20000 || egress[8080] > 29999 {
 		t.Fatalf("egress ports %v %v", egress, err)
 	}
 	sl := f.sliceIs(mirror, []string{"198.18.0.10"}, true)
