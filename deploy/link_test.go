@@ -1,0 +1,278 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/mirror"
+)
+
+// kubectl runs kubectl against kubeconfig with stdin.
+func kubectl(t *testing.T, kubeconfig string, stdin []byte, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func yamlOf(t *testing.T, objs []*unstructured.Unstructured) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Write(&b, objs, "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// install applies the install manifests for real (not a dry run).
+func install(t *testing.T, kubeconfig string, o Options) {
+	t.Helper()
+	objs, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, kubeconfig, yamlOf(t, objs), "apply", "-f", "-")
+}
+
+// alwaysAlive is the mirror's gateway health without probing: this test is
+// about credentials and RBAC, not liveness.
+type alwaysAlive struct{ ch chan struct{} }
+
+func (alwaysAlive) Set([]mirror.ProbeTarget)   {}
+func (alwaysAlive) Alive(string) bool          { return true }
+func (a alwaysAlive) Changed() <-chan struct{} { return a.ch }
+
+// TestLinkAppliesToWest is the guide's path: install on both clusters,
+// link east (NodePort gateway), apply the output to west, and a mirror
+// running with the rights of the installed gateway ServiceAccount mirrors
+// an exported east service through the generated credentials. Then unlink
+// and uninstall.
+func TestLinkAppliesToWest(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	install(t, env.East.Kubeconfig, Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
+	install(t, env.West.Kubeconfig, Options{})
+
+	res, err := Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", CreatedBy: "mcgate test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+	out := yamlOf(t, res.Objects)
+	kubectl(t, env.West.Kubeconfig, out, "apply", "-f", "-")
+
+	// The Link as west stores it: NodePort → node ports, gateway and probe
+	// (Linkerd #14451); identity and probe settings from the Service.
+	u, err := dynamic.NewForConfigOrDie(env.West.Config).Resource(mirror.LinkGVR).Namespace(Namespace).Get(ctx, "east", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := mirror.LinkFromUnstructured(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := link.Spec
+	want := mirror.LinkSpec{TargetClusterName: "east", TargetClusterDomain: "cluster.local", TargetClusterLinkerdNamespace: "linkerd",
+		ClusterCredentialsSecret: "cluster-credentials-east", GatewayAddress: "198.18.0.20", GatewayPort: "30453",
+		GatewayIdentity: GatewayIdentity(""), ProbeSpec: mirror.ProbeSpec{Path: "/ready", Port: "30454", Period: "3s"}}
+	s.Selector, s.ProbeSpec.Timeout, s.ProbeSpec.FailureThreshold = nil, "", "" // CRD defaults
+	if s.TargetClusterName != want.TargetClusterName || s.GatewayPort != want.GatewayPort || s.ProbeSpec != want.ProbeSpec ||
+		s.GatewayIdentity != want.GatewayIdentity || s.GatewayAddress != want.GatewayAddress ||
+		s.ClusterCredentialsSecret != want.ClusterCredentialsSecret || s.TargetClusterDomain != want.TargetClusterDomain {
+		t.Errorf("link spec\n got %+v\nwant %+v", s, want)
+	}
+	if got := metav1.FormatLabelSelector(link.Spec.Selector); got != "mirror.linkerd.io/exported=true" {
+		t.Errorf("selector %q", got)
+	}
+	if _, err := link.Config(); err != nil {
+		t.Errorf("mirror rejects the Link: %v", err)
+	}
+
+	// The credentials are read-only: they list services, not secrets.
+	sec, err := env.West.Client.CoreV1().Secrets(Namespace).Get(ctx, "cluster-credentials-east", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Type != mirror.SecretType {
+		t.Errorf("secret type %q", sec.Type)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(sec.Data[mirror.SecretKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := kubernetes.NewForConfigOrDie(rc)
+	if _, err := remote.CoreV1().Services("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("generated credentials cannot list services: %v", err)
+	}
+	if _, err := remote.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{Limit: 1}); !apierrors.IsForbidden(err) {
+		t.Errorf("generated credentials list secrets: err %v, want forbidden", err)
+	}
+
+	// An exported east service is mirrored into west by a mirror that has
+	// only the rights of the installed linkerd-gateway ServiceAccount.
+	ns := kubetest.Namespace(t, env.East, env.West)
+	_, err = env.East.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Labels: map[string]string{"mirror.linkerd.io/exported": "true"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMirrorAsGateway(t, env.West)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := env.West.Client.CoreV1().Services(ns).Get(ctx, "api-east", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
+			t.Fatalf("mirror api-east in west: %v", err)
+		}
+		<-time.After(100 * time.Millisecond) // poll interval
+	}
+
+	// uninstall refuses while the Link exists.
+	westDyn := dynamic.NewForConfigOrDie(env.West.Config)
+	if _, err := Uninstall(ctx, westDyn); err == nil || !strings.Contains(err.Error(), "linkerd-multicluster/east") {
+		t.Fatalf("uninstall with a Link: err %v, want a refusal naming the Link", err)
+	}
+
+	// unlink lists the Link, the Secret and the mirror; deleting them works.
+	objs, err := Unlink(ctx, env.West.Client, westDyn, "", "east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, Key(o))
+	}
+	for _, k := range []string{"Link/linkerd-multicluster/east", "Secret/linkerd-multicluster/cluster-credentials-east", "Service/" + ns + "/api-east"} {
+		if !strings.Contains(strings.Join(keys, " "), k) {
+			t.Errorf("unlink lists %v, missing %s", keys, k)
+		}
+	}
+	kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--ignore-not-found", "-f", "-")
+	if _, err := Unlink(ctx, env.West.Client, westDyn, "", "east"); err == nil {
+		t.Errorf("second unlink succeeded, want nothing to unlink")
+	}
+	objs, err = Uninstall(ctx, westDyn)
+	if err != nil {
+		t.Fatalf("uninstall after unlink: %v", err)
+	}
+	if Key(objs[len(objs)-1]) != "Namespace//linkerd-multicluster" {
+		t.Errorf("uninstall does not end with the namespace: %v", Key(objs[len(objs)-1]))
+	}
+	// Dry run only: other tests of the package use the install.
+	kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--dry-run=server", "-f", "-")
+}
+
+// runMirrorAsGateway runs the mirror in west authenticated as the
+// installed linkerd-gateway ServiceAccount, so its RBAC is what is tested.
+func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster) {
+	t.Helper()
+	ctx := context.Background()
+	tr, err := cl.Client.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, GatewayName, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := cl.TokenConfig(tr.Status.Token)
+	rc.QPS, rc.Burst = 100, 200
+	sel, err := labels.Parse("mirror.linkerd.io/exported=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(mirror.Config{
+		Client: kubernetes.NewForConfigOrDie(rc), Dynamic: dynamic.NewForConfigOrDie(rc), Namespace: Namespace,
+		ExportSelector: sel, EgressPorts: mirror.PortRange{Lo: 20000, Hi: 20999}, AdvertiseAddresses: []string{"198.18.0.21"},
+		Health: alwaysAlive{make(chan struct{})}, Identity: "deploy-test",
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Registerer: prometheus.NewRegistry(),
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		Resolve: func(_ context.Context, h string) ([]string, error) { return []string{h}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mirror Run: %v", err)
+		}
+	})
+}
+
+// TestLinkErrors checks that each missing piece is named with its fix.
+func TestLinkErrors(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	install(t, env.East.Kubeconfig, Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
+	cases := []struct {
+		name string
+		o    LinkOptions
+		want string
+	}{
+		{"bad name", LinkOptions{ClusterName: "East_1"}, "--cluster-name"},
+		{"nodeport without addresses", LinkOptions{ClusterName: "east"}, "give --gateway-addresses"},
+		{"no gateway service", LinkOptions{ClusterName: "east", GatewayName: "nope"}, "mcgate install"},
+		{"no service account", LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", ServiceAccount: "nope"}, "mcgate allow --service-account-name nope"},
+		{"bad selector", LinkOptions{ClusterName: "east", Selector: "a in (b"}, "--selector"},
+		{"bad address", LinkOptions{ClusterName: "east", GatewayAddresses: "not_a_host"}, "spec.gatewayAddress"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Link(ctx, env.East.Client, env.East.Config, c.o)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	// Without a Service, addresses and identity suffice (defaults 4143/4191).
+	res, err := Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayName: "nope",
+		GatewayAddresses: "gw.east.example", GatewayIdentity: GatewayIdentity("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := res.Objects[1].Object["spec"].(map[string]any)
+	if spec["gatewayPort"] != "4143" || spec["probeSpec"].(map[string]any)["port"] != "4191" {
+		t.Errorf("defaults: %v", spec)
+	}
+	// A LoadBalancer Service without an ingress address says so.
+	_, err = env.East.Client.CoreV1().Services(Namespace).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw-lb", Annotations: map[string]string{AnnotationGatewayIdentity: "x"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{
+			{Name: PortNameGateway, Port: 4143}, {Name: PortNameProbe, Port: 4191}}},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	_, err = Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayName: "gw-lb"})
+	if err == nil || !strings.Contains(err.Error(), "no ingress address yet") {
+		t.Fatalf("LoadBalancer without ingress: err %v", err)
+	}
+}
