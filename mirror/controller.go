@@ -366,7 +366,7 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	}
 	c.mu.Unlock()
 
-	l, err := LinkFromUnstructured(obj.(*unstructured.Unstructured))
+	l, err := linkSpecFromUnstructured(obj.(*unstructured.Unstructured))
 	var cfg *LinkConfig
 	if err == nil {
 		cfg, err = l.Config()
@@ -710,10 +710,15 @@ func sameCondition(a, b LinkCondition) bool {
 		(a.LocalRef == nil) == (b.LocalRef == nil) && (a.LocalRef == nil || *a.LocalRef == *b.LocalRef)
 }
 
+// statusDelay batches status writes. A Link's status holds one entry per
+// mirrored service, so each write costs O(services) on the API server and
+// in every Link watcher; a few seconds of staleness in status is cheap.
+const statusDelay = 2 * time.Second
+
 // statusLater batches status writes: a burst of service changes becomes
 // one patch of the Link's status.
 func (c *controller) statusLater(link string) {
-	c.q.AddAfter(key{kind: kStatus, link: link}, 500*time.Millisecond)
+	c.q.AddAfter(key{kind: kStatus, link: link}, statusDelay)
 }
 
 // event records a Kubernetes Event on the Link (best effort).

@@ -29,6 +29,8 @@ import (
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
+const protobuf = "application/vnd.kubernetes.protobuf"
+
 // health is a GatewayHealth the test sets by hand; the probe workers that
 // implement it for real are tested in package probe.
 type health struct {
@@ -178,6 +180,7 @@ func (f *fixture) startMirror(identity string) (*Mirror, func()) {
 	// The client budget of the gateway's wiring (cmd/mcgate --kube-api-qps).
 	rc := rest.CopyConfig(f.env.West.Config)
 	rc.QPS, rc.Burst = 500, 1000
+	rc.ContentType, rc.AcceptContentTypes = protobuf, protobuf+",application/json"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		f.t.Fatal(err)

@@ -143,6 +143,19 @@ func LinkFromUnstructured(u *unstructured.Unstructured) (*Link, error) {
 	return &l, nil
 }
 
+// linkSpecFromUnstructured decodes a Link without its status: the status
+// holds an entry per mirrored service, and converting it by reflection on
+// every Link event would cost more than all the mirroring.
+func linkSpecFromUnstructured(u *unstructured.Unstructured) (*Link, error) {
+	obj := make(map[string]any, len(u.Object))
+	for k, v := range u.Object {
+		if k != "status" {
+			obj[k] = v
+		}
+	}
+	return LinkFromUnstructured(&unstructured.Unstructured{Object: obj})
+}
+
 // Endpoint modes of a Link, chosen with AnnotationEndpointMode on the Link.
 // An annotation rather than a spec field keeps the Linkerd schema intact, so
 // Links rendered by Linkerd's CLI stay valid.

@@ -99,7 +99,7 @@ type Config struct {
 	// RepairPeriod re-resolves gateway names and re-checks every mirror
 	// (Linkerd's endpoint-refresh-period; default 1m).
 	RepairPeriod time.Duration
-	// Workers is the number of concurrent reconciles (default 8).
+	// Workers is the number of concurrent reconciles (default 16).
 	Workers int
 	// Lease timings (defaults: Linkerd's 30s/10s/2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -185,7 +185,7 @@ func New(cfg Config) (*Mirror, error) {
 		cfg.RepairPeriod = time.Minute
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = 16
 	}
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod = 30*time.Second, 10*time.Second, 2*time.Second
@@ -294,6 +294,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 				return
 			case <-kick:
 			}
+			// A burst of mirror events (a cold start writes thousands)
+			// becomes one recomputation.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
 			m.cfg.Health.Set(m.probeTargets())
 			select {
 			case m.egressChanged <- struct{}{}:
@@ -368,7 +375,7 @@ func (m *Mirror) lead(ctx context.Context) {
 func (m *Mirror) linkConfigs() []*LinkConfig {
 	var out []*LinkConfig
 	for _, o := range m.links.GetStore().List() {
-		l, err := LinkFromUnstructured(o.(*unstructured.Unstructured))
+		l, err := linkSpecFromUnstructured(o.(*unstructured.Unstructured))
 		if err != nil {
 			continue
 		}

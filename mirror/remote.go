@@ -32,6 +32,8 @@ func defaultRemoteConfig(kubeconfig []byte) (*rest.Config, error) {
 		return nil, fmt.Errorf("parse kubeconfig: %w", err)
 	}
 	rc.QPS, rc.Burst = remoteQPS, remoteBurst
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	rc.UserAgent = "mcgate-mirror"
 	return rc, nil
 }

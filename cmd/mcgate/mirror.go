@@ -68,6 +68,11 @@ func newMirror(f mirrorFlags, clusterDomain string, log zerolog.Logger, reg prom
 		return nil, err
 	}
 	rc.QPS, rc.Burst, rc.UserAgent = f.qps, f.burst, "mcgate/"+version
+	// Protobuf for built-in types: cheaper to decode for informers over
+	// thousands of Services and EndpointSlices (the dynamic client for
+	// Links switches back to JSON by itself).
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
