@@ -171,6 +171,14 @@ func runKube(bin, kubeDir string, keep bool) error {
 		}
 	}
 
+	step("Store each gateway's identity in the Secret linkerd-gateway-identity (what the Deployment mounts, and what check reads)")
+	for _, c := range []*cluster{east, west} {
+		if err := identitySecret(ctx, c, p(c.name+"-gateway")); err != nil {
+			return err
+		}
+		fmt.Printf("    %s: secret/linkerd-gateway-identity\n", c.name)
+	}
+
 	step("Start both gateways (mcgate gateway --kubeconfig …): mTLS ingress, egress listeners and the mirror in one process")
 	var gateways []*exec.Cmd
 	defer func() {
@@ -249,12 +257,17 @@ func runKube(bin, kubeDir string, keep bool) error {
 		fmt.Printf("    sent %q, got back %q\n", msg, got)
 	}
 
+	// Both kubeconfigs at once, so that check can reach east through the
+	// context named after the Link and compare the trust anchors.
+	both := "KUBECONFIG=" + east.kubeconfig + ":" + west.kubeconfig
 	for _, args := range [][]string{
-		{"gateways", "--kubeconfig", west.kubeconfig},
-		{"check", "--kubeconfig", west.kubeconfig},
+		{"gateways", "--context", "west", "--admin-addr", kubeWestGW + ":4191"},
+		{"check", "--context", "west", "--admin-addr", kubeWestGW + ":4191"},
 	} {
 		step("mcgate %s", strings.Join(args, " "))
-		out, err := exec.Command(bin, args...).CombinedOutput()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), both)
+		out, err := cmd.CombinedOutput()
 		fmt.Print(indent(string(out)))
 		if err != nil {
 			return fmt.Errorf("mcgate %s: %w", args[0], err)
@@ -292,6 +305,27 @@ func exportAPI(ctx context.Context, c *cluster) error {
 	return nil
 }
 
+// identitySecret stores an identity dir as the gateway's identity Secret.
+func identitySecret(ctx context.Context, c *cluster, dir string) error {
+	data := map[string][]byte{}
+	for _, f := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return err
+		}
+		data[f] = b
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "linkerd-gateway-identity", Namespace: "linkerd-multicluster"},
+		Type:       corev1.SecretTypeTLS, Data: data,
+	}
+	_, err := c.client.CoreV1().Secrets("linkerd-multicluster").Create(ctx, sec, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = c.client.CoreV1().Secrets("linkerd-multicluster").Update(ctx, sec, metav1.UpdateOptions{})
+	}
+	return err
+}
+
 func ensureNamespace(ctx context.Context, c *cluster, ns string) error {
 	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -313,7 +347,14 @@ func waitMirror(ctx context.Context, west *cluster) (string, error) {
 			for _, s := range slices.Items {
 				for _, ep := range s.Endpoints {
 					if len(ep.Addresses) > 0 && ptr.Deref(ep.Conditions.Ready, false) && len(s.Ports) > 0 && s.Ports[0].Port != nil {
-						return net.JoinHostPort(ep.Addresses[0], strconv.Itoa(int(*s.Ports[0].Port))), nil
+						addr := net.JoinHostPort(ep.Addresses[0], strconv.Itoa(int(*s.Ports[0].Port)))
+						// The gateway binds its egress listener when it sees
+						// the mirror's egress set change, which can trail the
+						// slice by a moment.
+						if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+							c.Close()
+							return addr, nil
+						}
 					}
 				}
 			}

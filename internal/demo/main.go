@@ -32,7 +32,8 @@ import (
 func main() {
 	mode := "static"
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
-		mode, os.Args = os.Args[1], append(os.Args[:1], os.Args[2:]...)
+		mode = os.Args[1]
+		os.Args = append(os.Args[:1], os.Args[2:]...)
 	}
 	bin := flag.String("bin", "bin/mcgate", "mcgate binary")
 	keep := flag.Bool("keep", false, "leave the gateways running and print how to stop them")
