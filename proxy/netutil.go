@@ -85,6 +85,14 @@ func handshakeReason(err error) string {
 		return "cert_not_valid_now"
 	case errors.As(err, &unknown), strings.Contains(msg, "unknown authority"), strings.Contains(msg, "verify"):
 		return "untrusted_cert"
+	case strings.HasPrefix(msg, "identity:"):
+		// The identity package refused the chain for another reason: a CA
+		// key usage on a leaf, two identities in one certificate...
+		return "bad_cert"
+	case strings.Contains(msg, "error decoding message"):
+		// A handshake message that does not parse, e.g. an SNI with a
+		// trailing dot, which crypto/tls refuses.
+		return "bad_handshake_message"
 	case errors.As(err, &alert):
 		return "client_alert"
 	case strings.Contains(msg, "protocol version"):
