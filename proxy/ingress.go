@@ -43,7 +43,13 @@ type IngressConfig struct {
 	IdleTimeout      time.Duration // no bytes either way; default 1h, <0 disables
 	DrainTimeout     time.Duration // default 30s
 	MaxConns         int           // open client connections; default 10000
-	MaxHandshakes    int           // concurrent unauthenticated connections; default 1000
+	// MaxHandshakes caps concurrent unauthenticated connections (default
+	// 1000); past it the oldest handshake is evicted if it has taken over a
+	// quarter of HandshakeTimeout, else the newcomer is refused.
+	MaxHandshakes int
+	// MaxHandshakesPerSource caps them per client IP address (default a
+	// tenth of MaxHandshakes): one host cannot take every slot.
+	MaxHandshakesPerSource int
 
 	// Dial connects to backends (default net.Dialer.DialContext).
 	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -59,7 +65,7 @@ type IngressServer struct {
 	tlsConfig  *tls.Config
 	m          *Metrics
 	conns      tracker
-	handshakes chan struct{} // a slot per handshake in progress
+	handshakes handshakeSlots
 	draining   atomic.Bool
 
 	requests, toUpstream, toClient prometheus.Counter
@@ -83,6 +89,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
 	setDefault(&cfg.MaxHandshakes, 1000)
+	setDefault(&cfg.MaxHandshakesPerSource, max(cfg.MaxHandshakes/10, 1))
 	if cfg.Dial == nil {
 		cfg.Dial = (&net.Dialer{}).DialContext
 	}
@@ -95,7 +102,8 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 		s.ln = ln
 	}
 	s.conns.max = cfg.MaxConns
-	s.handshakes = make(chan struct{}, cfg.MaxHandshakes)
+	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
+		minAge: evictAge(cfg.HandshakeTimeout)}
 	s.tlsConfig = withALPN(cfg.TLS)
 	s.requests = s.m.requests.WithLabelValues(cfg.Cluster, Ingress)
 	s.duration = s.m.duration.WithLabelValues(cfg.Cluster, Ingress)
@@ -186,10 +194,9 @@ func (s *IngressServer) serve(raw net.Conn) {
 // handshake runs the TLS handshake under HandshakeTimeout and a cap on
 // concurrent unauthenticated connections, then authorizes the peer.
 func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
-	select {
-	case s.handshakes <- struct{}{}:
-	default:
-		s.refuse(raw, "", "", "handshake_limit", nil)
+	slot, reason := s.handshakes.acquire(raw)
+	if slot == nil {
+		s.refuse(raw, "", "", reason, nil)
 		raw.Close()
 		return nil, "", false
 	}
@@ -198,9 +205,12 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)
 	cancel()
-	<-s.handshakes
+	s.handshakes.release(slot)
 	if err != nil {
 		reason := handshakeReason(err)
+		if slot.evicted.Load() {
+			reason = "evicted"
+		}
 		s.m.handshakeFailures.WithLabelValues(Ingress, reason).Inc()
 		s.cfg.Log.Info().Str("reason", reason).Str("remote", raw.RemoteAddr().String()).
 			Err(err).Msg("handshake failed")
@@ -216,6 +226,14 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		return nil, "", false
 	}
 	return tc, peer, true
+}
+
+// evictAge is how long a handshake must have been going on before a
+// newcomer may evict it when every handshake slot is taken (see
+// handshakeSlots): a quarter of the handshake timeout (2.5 s by default),
+// plenty for a few round trips between clusters.
+func evictAge(timeout time.Duration) time.Duration {
+	return max(timeout/4, 50*time.Millisecond)
 }
 
 // destination picks the target in the design's order: transport header

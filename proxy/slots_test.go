@@ -1,0 +1,114 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mcgate/mcgate/identity"
+	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/proxy"
+)
+
+// TestIngressHandshakeEviction: slow clients holding every handshake slot
+// do not lock good clients out for a whole handshake timeout; the oldest
+// is evicted, counted and logged, once it has had a quarter of the timeout.
+func TestIngressHandshakeEviction(t *testing.T) {
+	ca := testpki.New(t)
+	be := newBackend(t)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil, func(c *proxy.IngressConfig) {
+		c.MaxHandshakes = 2
+		c.MaxHandshakesPerSource = 3          // this is about the overall cap
+		c.HandshakeTimeout = 20 * time.Second // eviction, not the timeout, must free the slots
+	})
+	addr := gw.Addr().String()
+	var slow []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{0x16, 0x03, 0x01}) // the start of a record, then silence
+		slow = append(slow, c)
+	}
+	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
+	// Until the slow ones are old enough (5 s here), newcomers are refused.
+	eventually(t, "slow handshakes hold both slots", func() bool {
+		c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
+		if err == nil {
+			err = readErr(c)
+			c.Close()
+		}
+		return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "handshake_limit"}) >= 1
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for ; ; <-tick.C {
+		c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
+		if err == nil {
+			if got, err := echo(c, "hello"); err == nil && got == "hello" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("good client never got a handshake slot")
+		}
+	}
+	slow[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, slow[0]); err != nil {
+		t.Fatalf("oldest slow client was not closed: %v", err)
+	}
+	if n := counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "evicted"}); n < 1 {
+		t.Fatal("eviction not counted")
+	}
+	if !contains(gw.logs.String(), `"reason":"evicted"`) {
+		t.Error("eviction not logged")
+	}
+}
+
+// TestIngressHandshakesPerSource: one host holding its share of handshake
+// slots is refused past it, before any cryptography, and counted; another
+// host still gets through.
+func TestIngressHandshakesPerSource(t *testing.T) {
+	ca := testpki.New(t)
+	be := newBackend(t)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil, func(c *proxy.IngressConfig) {
+		c.MaxHandshakes = 10
+		c.MaxHandshakesPerSource = 2
+		c.HandshakeTimeout = 20 * time.Second
+	})
+	addr := gw.Addr().String()
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{0x16, 0x03, 0x01})
+	}
+	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
+	good.ServerName = "api.production.svc.cluster.local"
+	eventually(t, "the third handshake from 127.0.0.1 refused", func() bool {
+		if c, err := tls.Dial("tcp", addr, good); err == nil {
+			readErr(c)
+			c.Close()
+		}
+		return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}) >= 1
+	})
+	other := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	c, err := tls.DialWithDialer(other, "tcp", addr, good)
+	if err != nil {
+		t.Fatalf("another host was refused: %v", err)
+	}
+	defer c.Close()
+	if got, err := echo(c, "hello"); err != nil || got != "hello" {
+		t.Fatalf("another host: %q, %v", got, err)
+	}
+	if !contains(gw.logs.String(), `"reason":"source_handshake_limit"`) {
+		t.Error("refusal not logged")
+	}
+}
