@@ -128,6 +128,7 @@ type Mirror struct {
 	routes        *Routes
 	egressChanged chan struct{}
 	leading       atomic.Bool
+	synced        atomic.Bool // the local caches behind Routes and Egress are filled
 }
 
 // indexByRemote indexes mirror Services by "<cluster>/<ns>/<remote name>",
@@ -236,6 +237,11 @@ func stripManagedFields(obj any) (any, error) {
 // Routes is the ingress route table (valid once Run has synced).
 func (m *Mirror) Routes() *Routes { return m.routes }
 
+// Synced reports whether the informer caches behind Routes and Egress have
+// filled: before that, every service would look unexported, so the gateway
+// must not report ready.
+func (m *Mirror) Synced() bool { return m.synced.Load() }
+
 // Leading reports whether this replica currently writes mirrors.
 func (m *Mirror) Leading() bool { return m.leading.Load() }
 
@@ -264,6 +270,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
 		return nil // ctx ended before the caches synced
 	}
+	m.synced.Store(true)
 	m.log.Info().Msg("mirror caches synced")
 
 	// Links and mirror Services decide probes and egress listeners on every

@@ -170,6 +170,9 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 			if draining.Load() {
 				return errors.New("draining")
 			}
+			if mirrorRT != nil && !mirrorRT.m.Synced() {
+				return errors.New("waiting for the Kubernetes caches")
+			}
 			return nil
 		},
 	})
