@@ -142,7 +142,7 @@ func TestLinkAppliesToWest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runMirrorAsGateway(t, env.West)
+	runMirrorAsGateway(t, env.West, "link-test", alwaysAlive{make(chan struct{})}, prometheus.NewRegistry())
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := env.West.Client.CoreV1().Services(ns).Get(ctx, "api-east", metav1.GetOptions{})
@@ -192,7 +192,7 @@ func TestLinkAppliesToWest(t *testing.T) {
 
 // runMirrorAsGateway runs the mirror in west authenticated as the
 // installed linkerd-gateway ServiceAccount, so its RBAC is what is tested.
-func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster) {
+func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mirror.GatewayHealth, reg prometheus.Registerer) {
 	t.Helper()
 	ctx := context.Background()
 	tr, err := cl.Client.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, GatewayName, &authnv1.TokenRequest{}, metav1.CreateOptions{})
@@ -208,8 +208,8 @@ func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster) {
 	m, err := mirror.New(mirror.Config{
 		Client: kubernetes.NewForConfigOrDie(rc), Dynamic: dynamic.NewForConfigOrDie(rc), Namespace: Namespace,
 		ExportSelector: sel, EgressPorts: mirror.PortRange{Lo: 20000, Hi: 20999}, AdvertiseAddresses: []string{"198.18.0.21"},
-		Health: alwaysAlive{make(chan struct{})}, Identity: "deploy-test",
-		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Registerer: prometheus.NewRegistry(),
+		Health: health, Identity: id,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Registerer: reg,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Resolve: func(_ context.Context, h string) ([]string, error) { return []string{h}, nil },
 	})

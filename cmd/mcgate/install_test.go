@@ -52,6 +52,9 @@ func TestOperatorCommandErrors(t *testing.T) {
 		{[]string{"link"}, "--cluster-name is required"},
 		{[]string{"unlink"}, "--cluster-name is required"},
 		{[]string{"link", "--cluster-name", "east", "--kubeconfig", "/nonexistent"}, "kubeconfig"},
+		{[]string{"gateways", "-o", "xml"}, "want table or json"},
+		{[]string{"check", "--kubeconfig", "/nonexistent"}, "kubeconfig"},
+		{[]string{"uninstall", "--kubeconfig", "/nonexistent"}, "kubeconfig"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(c.args, &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {

@@ -42,7 +42,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newGatewayCmd(), newIdentityCmd(), newInstallCmd(), newLinkCmd(), newUnlinkCmd(), newAllowCmd(), newUninstallCmd(), &cobra.Command{
+	root.AddCommand(newGatewayCmd(), newIdentityCmd(), newInstallCmd(), newLinkCmd(), newUnlinkCmd(), newAllowCmd(), newUninstallCmd(), newCheckCmd(), newGatewaysCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
