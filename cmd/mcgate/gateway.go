@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -154,7 +155,8 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
 	})
-	routes, err := egressRoutes(src, staticEgr)
+	tlsFor := newEgressTLS(src)
+	routes, err := egressRoutes(tlsFor, staticEgr)
 	if err != nil {
 		return err
 	}
@@ -197,7 +199,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		pg.Go(func() error { return ingress.Run(pctx) })
 		pg.Go(func() error { return egress.Run(pctx) })
 		if mirrorRT != nil {
-			mirrorRT.run(pctx, pg, src, egress, log)
+			mirrorRT.run(pctx, pg, tlsFor, egress, log)
 		}
 		return pg.Wait()
 	})
@@ -209,24 +211,13 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	return nil
 }
 
-// egressRoutes builds the proxy's egress routes with one client TLS config
-// per remote gateway (identity and addresses): session tickets are cached
-// by SNI, and every cluster's gateway usually has the same identity and
-// serves the same service names, so a shared cache would make two remote
-// clusters evict each other's tickets.
-func egressRoutes(src *identity.FileSource, entries []static.Egress) ([]proxy.EgressRoute, error) {
-	configs := map[string]*tls.Config{}
+// egressRoutes builds the proxy's egress routes of the static file.
+func egressRoutes(tlsFor *egressTLS, entries []static.Egress) ([]proxy.EgressRoute, error) {
 	var routes []proxy.EgressRoute
 	for _, e := range entries {
-		name, err := identity.ParseName(e.GatewayIdentity)
+		c, name, err := tlsFor.config(e.GatewayIdentity, e.Addresses())
 		if err != nil {
 			return nil, fmt.Errorf("egress %s: gatewayIdentity: %w", e.Listen, err)
-		}
-		key := name.String() + " " + strings.Join(e.Addresses(), ",")
-		c, ok := configs[key]
-		if !ok {
-			c = identity.ClientTLSConfig(src, name)
-			configs[key] = c
 		}
 		r := proxy.EgressRoute{
 			Listen: e.Listen, Cluster: e.Cluster, GatewayAddresses: e.Addresses(),
@@ -238,4 +229,39 @@ func egressRoutes(src *identity.FileSource, entries []static.Egress) ([]proxy.Eg
 		routes = append(routes, r)
 	}
 	return routes, nil
+}
+
+// egressTLS hands out one client TLS config per remote gateway (identity
+// and addresses) and keeps it for the life of the process:
+//   - session tickets are cached per config, by SNI, and every cluster's
+//     gateway usually has the same identity and serves the same service
+//     names, so a config shared by two remote clusters would make them evict
+//     each other's tickets;
+//   - the egress set compares configs by pointer to tell a changed route
+//     from an unchanged one, so a config made anew at every update would
+//     rebind every listener and lose its sessions.
+type egressTLS struct {
+	src     *identity.FileSource
+	mu      sync.Mutex
+	configs map[string]*tls.Config
+}
+
+func newEgressTLS(src *identity.FileSource) *egressTLS {
+	return &egressTLS{src: src, configs: map[string]*tls.Config{}}
+}
+
+func (e *egressTLS) config(gatewayIdentity string, addrs []string) (*tls.Config, identity.Name, error) {
+	name, err := identity.ParseName(gatewayIdentity)
+	if err != nil {
+		return nil, identity.Name{}, err
+	}
+	key := name.String() + " " + strings.Join(addrs, ",")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.configs[key]
+	if !ok {
+		c = identity.ClientTLSConfig(e.src, name)
+		e.configs[key] = c
+	}
+	return c, name, nil
 }

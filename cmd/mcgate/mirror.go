@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/probe"
 	"github.com/mcgate/mcgate/proxy"
@@ -129,7 +127,7 @@ func (r *mirrorRuntime) Router() proxy.Router { return routerAdapter{r.m.Routes(
 
 // run runs the probes and the mirror in g until ctx ends, and keeps the
 // egress listeners equal to the mirror's egress set.
-func (r *mirrorRuntime) run(ctx context.Context, g *errgroup.Group, src *identity.FileSource, egress *proxy.EgressSet, log zerolog.Logger) {
+func (r *mirrorRuntime) run(ctx context.Context, g *errgroup.Group, tlsFor *egressTLS, egress *proxy.EgressSet, log zerolog.Logger) {
 	g.Go(func() error { return r.probes.Run(ctx) })
 	g.Go(func() error { return r.m.Run(ctx) })
 	g.Go(func() error {
@@ -139,7 +137,7 @@ func (r *mirrorRuntime) run(ctx context.Context, g *errgroup.Group, src *identit
 				return nil
 			case <-r.m.EgressChanged():
 			}
-			routes, err := mirrorEgressRoutes(src, r.m.Egress(), r.host)
+			routes, err := mirrorEgressRoutes(tlsFor, r.m.Egress(), r.host)
 			if err == nil {
 				err = egress.Update(routes)
 			}
@@ -152,22 +150,16 @@ func (r *mirrorRuntime) run(ctx context.Context, g *errgroup.Group, src *identit
 	})
 }
 
-// mirrorEgressRoutes turns the mirror's egress set into proxy routes, one
-// client TLS config per remote gateway identity.
-func mirrorEgressRoutes(src *identity.FileSource, entries []mirror.EgressEntry, host string) ([]proxy.EgressRoute, error) {
-	configs := map[string]*tls.Config{}
+// mirrorEgressRoutes turns the mirror's egress set into proxy routes. An
+// entry with a bad identity is left out (and reported); the others stand.
+func mirrorEgressRoutes(tlsFor *egressTLS, entries []mirror.EgressEntry, host string) ([]proxy.EgressRoute, error) {
 	var routes []proxy.EgressRoute
 	var errs []error
 	for _, e := range entries {
-		name, err := identity.ParseName(e.GatewayIdentity)
+		c, _, err := tlsFor.config(e.GatewayIdentity, e.GatewayAddresses)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("egress port %d (cluster %s): gateway identity: %w", e.Port, e.Cluster, err))
 			continue
-		}
-		c, ok := configs[name.String()]
-		if !ok {
-			c = identity.ClientTLSConfig(src, name)
-			configs[name.String()] = c
 		}
 		routes = append(routes, proxy.EgressRoute{
 			Listen: net.JoinHostPort(host, strconv.Itoa(e.Port)), Cluster: e.Cluster,
