@@ -157,7 +157,7 @@ func (rep *report) latencyChart(table string) image.Image {
 	const cols, pw, ph = 2, 700, 380
 	rows := (len(scs) + cols - 1) / cols
 	c := newCanvas(cols*pw, rows*ph+70)
-	c.text(10, 22, fmt.Sprintf("latency percentiles, %s per proxy (µs, log scale)", table), black)
+	c.text(10, 22, fmt.Sprintf("latency percentiles, %s per proxy (microseconds, log scale)", table), black)
 	for j, s := range systems {
 		x := 10 + j*130
 		c.rect(x, 38, x+20, 44, palette[s])
