@@ -24,12 +24,17 @@ func (k *kubeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&k.context, "context", "", "kubeconfig context (default: the current one)")
 }
 
-// config loads the client config the way kubectl does.
-func (k *kubeFlags) config() (*rest.Config, error) {
+// loader finds the kubeconfig the way kubectl does.
+func (k *kubeFlags) loader() (clientcmd.ClientConfig, *clientcmd.ClientConfigLoadingRules) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
-		&clientcmd.ConfigOverrides{CurrentContext: k.context}).ClientConfig()
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context}), rules
+}
+
+// config loads the client config the way kubectl does.
+func (k *kubeFlags) config() (*rest.Config, error) {
+	l, _ := k.loader()
+	cfg, err := l.ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
