@@ -28,7 +28,8 @@ lint:
 demo-static: build
 	$(GO) run ./internal/demo --bin $(BIN)
 
-demo: demo-static
+# `make demo` is the demo on two real local clusters (demo-kube below).
+demo: demo-kube
 
 # The demo on two real clusters (make kube-up), run inside their network
 # namespace; the clusters are stopped afterwards unless KEEP=1.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -257,6 +258,12 @@ func runKube(bin, kubeDir string, keep bool) error {
 		fmt.Printf("    sent %q, got back %q\n", msg, got)
 	}
 
+	step("West's gateway probes east's gateway; the Link's status says so")
+	if err := waitGatewayAlive(ctx, west, "east"); err != nil {
+		return err
+	}
+	fmt.Println("    link/east: condition GatewayAlive=True")
+
 	// Both kubeconfigs at once, so that check can reach east through the
 	// context named after the Link and compare the trust anchors.
 	both := "KUBECONFIG=" + east.kubeconfig + ":" + west.kubeconfig
@@ -362,6 +369,31 @@ func waitMirror(ctx context.Context, west *cluster) (string, error) {
 		select {
 		case <-ctx.Done():
 			return "", errors.New("api-east was not mirrored with a ready endpoint within 60s")
+		case <-tick.C:
+		}
+	}
+}
+
+// waitGatewayAlive waits for the Link's GatewayAlive condition, which the
+// leading gateway writes from its probes.
+func waitGatewayAlive(ctx context.Context, c *cluster, link string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	gvr := schema.GroupVersionResource{Group: "multicluster.linkerd.io", Version: "v1alpha3", Resource: "links"}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if u, err := c.dyn.Resource(gvr).Namespace("linkerd-multicluster").Get(ctx, link, metav1.GetOptions{}); err == nil {
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, raw := range conds {
+				if m, ok := raw.(map[string]any); ok && m["type"] == "GatewayAlive" && m["status"] == "True" {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("link %s: gateway not alive within 60s", link)
 		case <-tick.C:
 		}
 	}
