@@ -16,37 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcgate/mcgate/internal/testbin"
 )
 
 // These tests run the real binary: certificates from `mcgate identity`,
 // gateways as processes on their own loopback addresses, signals, and
 // openssl as a foreign client.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func mcgateBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mcgate-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "mcgate")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func mcgateBin(t *testing.T) string { return testbin.Mcgate(t) }
 
 func mcgate(t *testing.T, args ...string) string {
 	t.Helper()

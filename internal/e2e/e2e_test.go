@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,35 +26,12 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testbin"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
-var (
-	buildOnce sync.Once
-	bin       string
-	buildErr  error
-)
-
-// mcgateBin builds the binary once per test run.
-func mcgateBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mcgate-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		bin = filepath.Join(dir, "mcgate")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/mcgate/mcgate/cmd/mcgate").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bin
-}
+func mcgateBin(t *testing.T) string { return testbin.Mcgate(t) }
 
 func run(t *testing.T, stdin []byte, name string, args ...string) []byte {
 	t.Helper()
