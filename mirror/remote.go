@@ -13,7 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/mcgate/mcgate/internal/kubeconfig"
 )
 
 // Remote client limits: the watcher only lists and watches, so a modest
@@ -26,10 +27,10 @@ const (
 	remoteSyncTimeout = 30 * time.Second
 )
 
-func defaultRemoteConfig(kubeconfig []byte) (*rest.Config, error) {
-	rc, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+func defaultRemoteConfig(kc []byte) (*rest.Config, error) {
+	rc, err := kubeconfig.RESTConfig(kc)
 	if err != nil {
-		return nil, fmt.Errorf("parse kubeconfig: %w", err)
+		return nil, err
 	}
 	rc.QPS, rc.Burst = remoteQPS, remoteBurst
 	rc.ContentType = "application/vnd.kubernetes.protobuf"

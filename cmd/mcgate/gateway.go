@@ -40,6 +40,7 @@ type gatewayOptions struct {
 	drainTimeout     time.Duration
 	maxConns         int
 	maxHandshakes    int
+	maxPerSource     int
 	logLevel         string
 	logFormat        string
 	pprof            bool
@@ -72,6 +73,7 @@ func newGatewayCmd() *cobra.Command {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long open connections may finish")
 	f.IntVar(&o.maxConns, "max-conns", 10000, "open client connections per direction")
 	f.IntVar(&o.maxHandshakes, "max-handshakes", 1000, "concurrent unauthenticated (handshaking) connections")
+	f.IntVar(&o.maxPerSource, "max-handshakes-per-source", 0, "concurrent handshakes from one client IP (default: a tenth of --max-handshakes)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json or console")
 	f.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin port")
@@ -145,7 +147,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		Router: router, ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
 		IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
-		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes,
+		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes, MaxHandshakesPerSource: o.maxPerSource,
 		Log: log.With().Str("component", "ingress").Logger(), Metrics: metrics,
 	})
 	if err != nil {
