@@ -71,7 +71,7 @@ func TestEgressToIngress(t *testing.T) {
 	for _, mode := range []string{"sni", "transport-header"} {
 		t.Run(mode, func(t *testing.T) {
 			be := newBackend(t)
-			p := startPair(t, be.addr(), func(r *proxy.EgressRoute) {
+			p := startPair(t, be.Addr(), func(r *proxy.EgressRoute) {
 				if mode == "transport-header" {
 					r.TransportHeader = true
 					r.ServerName = testpki.Name(t, gwSA, gwNS).DNS()
@@ -99,7 +99,7 @@ func TestEgressToIngress(t *testing.T) {
 // backend's reply and then its FIN come back.
 func TestEgressHalfCloseClientFirst(t *testing.T) {
 	be := newBackend(t)
-	p := startPair(t, be.addr(), nil)
+	p := startPair(t, be.Addr(), nil)
 	c := p.dial(t)
 	payload := bytes.Repeat([]byte("x"), 3<<20)
 	go func() {
@@ -159,7 +159,7 @@ func TestEgressHalfCloseServerFirst(t *testing.T) {
 func TestEgressWrongGatewayIdentity(t *testing.T) {
 	be := newBackend(t)
 	ca := testpki.New(t)
-	east := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	east := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	src := testpki.Source(t, ca.IdentityDir(t, gwSA, gwNS))
 	reg := prometheus.NewRegistry()
 	e := proxy.NewEgress(proxy.EgressConfig{Log: zerolog.Nop(), Metrics: proxy.NewMetrics(reg)})
@@ -175,7 +175,7 @@ func TestEgressWrongGatewayIdentity(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	before := be.accepted.Load()
+	before := be.Accepted.Load()
 	c, err := net.Dial("tcp", e.Addrs()["127.0.0.1:0"].String())
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestEgressWrongGatewayIdentity(t *testing.T) {
 	eventually(t, "gateway_unavailable", func() bool {
 		return counter(t, reg, "gateway_refused_connections_total", map[string]string{"direction": "egress", "reason": "gateway_unavailable"}) == 1
 	})
-	if be.accepted.Load() != before {
+	if be.Accepted.Load() != before {
 		t.Fatal("backend reached through an unverified gateway")
 	}
 }
@@ -197,7 +197,7 @@ func TestEgressWrongGatewayIdentity(t *testing.T) {
 // frees its port and an open connection on it keeps working.
 func TestEgressUpdate(t *testing.T) {
 	be := newBackend(t)
-	p := startPair(t, be.addr(), nil)
+	p := startPair(t, be.Addr(), nil)
 	c := p.dial(t)
 	if _, err := echo(c, "open"); err != nil {
 		t.Fatal(err)

@@ -1,24 +1,21 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testproxy"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -27,90 +24,12 @@ const (
 	gwNS = "linkerd-multicluster"
 )
 
-// syncBuffer is a log sink that tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type (
+	syncBuffer = testproxy.SyncBuffer
+	routes     = testproxy.Routes
+)
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// backend is a TCP echo server that counts its connections. It echoes until
-// the client half-closes, then half-closes too, which lets tests see FIN
-// travel both ways.
-type backend struct {
-	ln       net.Listener
-	accepted atomic.Int64
-	wg       sync.WaitGroup
-}
-
-func newBackend(t *testing.T) *backend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{ln: ln}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.accepted.Add(1)
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
-	return b
-}
-
-func (b *backend) addr() string { return b.ln.Addr().String() }
-
-// routes is a map Router for tests: "ns/svc" → port → endpoints.
-type routes map[string]map[int][]string
-
-func (r routes) Route(d proxy.Destination) ([]string, error) {
-	ports, ok := r[d.Namespace+"/"+d.Service]
-	if !ok {
-		return nil, proxy.ErrNotExported
-	}
-	if d.Port == 0 {
-		if len(ports) != 1 {
-			return nil, proxy.ErrUnknownPort
-		}
-		for p := range ports {
-			d.Port = p
-		}
-	}
-	eps, ok := ports[d.Port]
-	if !ok {
-		return nil, proxy.ErrUnknownPort
-	}
-	if len(eps) == 0 {
-		return nil, proxy.ErrNoEndpoints
-	}
-	return eps, nil
-}
+func newBackend(t *testing.T) *testproxy.Backend { return testproxy.NewEchoBackend(t) }
 
 // gateway is a running ingress server for one test.
 type gateway struct {
@@ -192,60 +111,16 @@ func echo(c net.Conn, msg string) (string, error) {
 	return string(buf), err
 }
 
-// counter returns the value of the series name{labels}, 0 if absent.
+// counter returns the value of name{labels}, 0 if absent.
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			if matches(m, labels) {
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Histogram != nil:
-					return float64(m.Histogram.GetSampleCount())
-				}
-			}
-		}
-	}
-	return 0
+	return testproxy.Metric(t, reg, name, labels)
 }
 
-func matches(m *dto.Metric, labels map[string]string) bool {
-	n := 0
-	for _, lp := range m.Label {
-		if v, ok := labels[lp.GetName()]; ok {
-			if v != lp.GetValue() {
-				return false
-			}
-			n++
-		}
-	}
-	return n == len(labels)
-}
-
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or 10 s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testproxy.Eventually(t, 10*time.Second, what, cond)
 }
 
 // readErr reports the error a refused TLS client sees on its first read:

@@ -21,7 +21,7 @@ import (
 func TestIngressRoutingForms(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	client := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	addr := gw.Addr().String()
 	gwName := testpki.Name(t, gwSA, gwNS).DNS()
@@ -42,7 +42,7 @@ func TestIngressRoutingForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := be.accepted.Load()
+			before := be.Accepted.Load()
 			c, err := dialTLS(t, addr, client, tt.sni, tt.alpn...)
 			if err != nil {
 				t.Fatal(err)
@@ -62,7 +62,7 @@ func TestIngressRoutingForms(t *testing.T) {
 			if err != nil || got != msg {
 				t.Fatalf("echo = %q, %v; want %q", got, err, msg)
 			}
-			if n := be.accepted.Load() - before; n != 1 {
+			if n := be.Accepted.Load() - before; n != 1 {
 				t.Fatalf("backend saw %d connections, want 1", n)
 			}
 		})
@@ -90,8 +90,8 @@ func TestIngressRefusals(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
 	gw := startGateway(t, ca, routes{
-		"production/api":   {8080: {be.addr()}},
-		"production/multi": {80: {be.addr()}, 81: {be.addr()}},
+		"production/api":   {8080: {be.Addr()}},
+		"production/multi": {80: {be.Addr()}, 81: {be.Addr()}},
 		"production/empty": {80: nil},
 	}, []string{"spiffe://cluster.local/ns/west/sa/*"}, func(c *proxy.IngressConfig) {
 		c.HandshakeTimeout = 300 * time.Millisecond
@@ -192,7 +192,7 @@ func TestIngressRefusals(t *testing.T) {
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
-			before := be.accepted.Load()
+			before := be.Accepted.Load()
 			c, err := dialTLS(t, addr, tt.cfg, tt.sni, tt.alpn...)
 			if err != nil {
 				t.Fatal(err)
@@ -206,7 +206,7 @@ func TestIngressRefusals(t *testing.T) {
 			eventually(t, "refusal "+tt.reason, func() bool {
 				return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": tt.reason}) >= 1
 			})
-			if n := be.accepted.Load() - before; n != 0 {
+			if n := be.Accepted.Load() - before; n != 0 {
 				t.Fatalf("a refused connection reached the backend (%d)", n)
 			}
 		})
@@ -240,7 +240,7 @@ func foreignClient(t *testing.T, from *testpki.CA, opts identity.CertOptions) *t
 func TestIngressHalfClose(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	c, err := dialTLS(t, gw.Addr().String(), clientConfig(t, ca, "web", "west", identity.CertOptions{}), "api.production.svc.cluster.local")
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +265,7 @@ func TestIngressHalfClose(t *testing.T) {
 func TestIngressDrain(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	client := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	addr := gw.Addr().String()
 	c, err := dialTLS(t, addr, client, "api.production.svc.cluster.local")
@@ -302,7 +302,7 @@ func TestIngressDrain(t *testing.T) {
 func TestIngressDrainTimeout(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil,
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil,
 		func(c *proxy.IngressConfig) { c.DrainTimeout = 100 * time.Millisecond })
 	c, err := dialTLS(t, gw.Addr().String(), clientConfig(t, ca, "web", "west", identity.CertOptions{}), "api.production.svc.cluster.local")
 	if err != nil {
@@ -327,7 +327,7 @@ func TestIngressDrainTimeout(t *testing.T) {
 func TestIngressRotation(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	client := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	client.ClientSessionCache = nil // a resumed session would not show the new leaf
 	addr := gw.Addr().String()
@@ -363,7 +363,7 @@ func TestIngressRotation(t *testing.T) {
 func TestIngressConnectionLimit(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil,
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil,
 		func(c *proxy.IngressConfig) { c.MaxConns = 2 })
 	client := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	var open []*tls.Conn

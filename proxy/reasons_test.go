@@ -19,7 +19,7 @@ import (
 func TestIngressHandshakeReasons(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil)
 	addr := gw.Addr().String()
 	twoNames := ca.Leaf(t, "web", "west", identity.CertOptions{
 		DNSNames: []string{"other.west.serviceaccount.identity.linkerd.cluster.local"}})

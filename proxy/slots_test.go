@@ -18,7 +18,7 @@ import (
 func TestIngressHandshakeEviction(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil, func(c *proxy.IngressConfig) {
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil, func(c *proxy.IngressConfig) {
 		c.MaxHandshakes = 2
 		c.MaxHandshakesPerSource = 3          // this is about the overall cap
 		c.HandshakeTimeout = 20 * time.Second // eviction, not the timeout, must free the slots
@@ -76,7 +76,7 @@ func TestIngressHandshakeEviction(t *testing.T) {
 func TestIngressHandshakesPerSource(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {8080: {be.addr()}}}, nil, func(c *proxy.IngressConfig) {
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil, func(c *proxy.IngressConfig) {
 		c.MaxHandshakes = 10
 		c.MaxHandshakesPerSource = 2
 		c.HandshakeTimeout = 20 * time.Second

@@ -37,9 +37,9 @@ func TestBackendFaults(t *testing.T) {
 	gone := goneLn.Addr().String()
 	goneLn.Close()
 	gw := startGateway(t, ca, routes{
-		"production/api":    {apiPort: {healthy.addr()}},
-		"production/resets": {80: {resets.addr()}},
-		"production/silent": {80: {silent.addr()}},
+		"production/api":    {apiPort: {healthy.Addr()}},
+		"production/resets": {80: {resets.Addr()}},
+		"production/silent": {80: {silent.Addr()}},
 		"production/gone":   {80: {gone}},
 	}, func(c *proxy.IngressConfig) {
 		c.IdleTimeout = time.Second
@@ -212,7 +212,7 @@ func plainRoundTrip(addr string) error {
 func TestRemoteGatewayRestart(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	rt := routes{"production/api": {apiPort: {be.addr()}}}
+	rt := routes{"production/api": {apiPort: {be.Addr()}}}
 	east := startGateway(t, ca, rt, func(c *proxy.IngressConfig) { c.DrainTimeout = time.Nanosecond })
 	eastAddr := east.Addr().String()
 	west := startTunnel(t, ca, eastAddr)
@@ -256,7 +256,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	oldCA := testpki.New(t)
 	newCA := testpki.New(t)
 	be := newBackend(t)
-	east := startGateway(t, oldCA, routes{"production/api": {apiPort: {be.addr()}}})
+	east := startGateway(t, oldCA, routes{"production/api": {apiPort: {be.Addr()}}})
 	west := startTunnel(t, oldCA, east.Addr().String())
 	var streams []*stream
 	for range 20 {
@@ -335,7 +335,7 @@ func TestRotationUnderLoad(t *testing.T) {
 func TestDrainUnderLoad(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	east := startGateway(t, ca, routes{"production/api": {apiPort: {be.addr()}}}, func(c *proxy.IngressConfig) {
+	east := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}}, func(c *proxy.IngressConfig) {
 		c.DrainTimeout = 30 * time.Second
 		c.HandshakeTimeout = 10 * time.Second
 	})

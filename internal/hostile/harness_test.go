@@ -11,17 +11,16 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testproxy"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -43,109 +42,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer is a log sink that tests read while the gateway writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuffer = testproxy.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type (
+	backend = testproxy.Backend
+	routes  = testproxy.Routes
+)
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func newBackend(t testing.TB) *backend { return testproxy.NewEchoBackend(t) }
 
-// backend is a TCP echo server counting its connections.
-type backend struct {
-	ln       net.Listener
-	accepted atomic.Int64
-	wg       sync.WaitGroup
-}
-
-func newBackend(t testing.TB) *backend {
-	t.Helper()
-	return newBackendFunc(t, func(c net.Conn) {
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-		io.Copy(io.Discard, c)
-	})
-}
-
-// newBackendFunc serves each connection with serve (which must return when
-// the connection is closed) and closes it afterwards.
 func newBackendFunc(t testing.TB, serve func(net.Conn)) *backend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{ln: ln}
-	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.accepted.Add(1)
-			mu.Lock()
-			open[c] = struct{}{}
-			mu.Unlock()
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer func() { mu.Lock(); delete(open, c); mu.Unlock(); c.Close() }()
-				serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		b.wg.Wait()
-	})
-	return b
-}
-
-func (b *backend) addr() string { return b.ln.Addr().String() }
-
-// routes is a map Router: "ns/svc" → port → endpoints.
-type routes map[string]map[int][]string
-
-func (r routes) Route(d proxy.Destination) ([]string, error) {
-	ports, ok := r[d.Namespace+"/"+d.Service]
-	if !ok {
-		return nil, proxy.ErrNotExported
-	}
-	if d.Port == 0 {
-		if len(ports) != 1 {
-			return nil, proxy.ErrUnknownPort
-		}
-		for p := range ports {
-			d.Port = p
-		}
-	}
-	eps, ok := ports[d.Port]
-	if !ok {
-		return nil, proxy.ErrUnknownPort
-	}
-	if len(eps) == 0 {
-		return nil, proxy.ErrNoEndpoints
-	}
-	return eps, nil
+	return testproxy.NewBackend(t, serve)
 }
 
 // gateway is an ingress server running for one test.
@@ -287,63 +194,14 @@ func measure(addr string, cfg *tls.Config, n int, gap time.Duration) stats {
 	return s
 }
 
-// metric returns the value of name{labels} in reg (summed over the series
-// that match), 0 if absent.
 func metric(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			if !matches(m, labels) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
+	return testproxy.Metric(t, reg, name, labels)
 }
 
-func matches(m *dto.Metric, labels map[string]string) bool {
-	n := 0
-	for _, lp := range m.Label {
-		if v, ok := labels[lp.GetName()]; ok {
-			if v != lp.GetValue() {
-				return false
-			}
-			n++
-		}
-	}
-	return n == len(labels)
-}
-
-// eventually polls cond every 5 ms until it holds or within passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
+	testproxy.Eventually(t, within, what, cond)
 }
 
 // resources is what a leak shows in: goroutines, open fds, live heap.

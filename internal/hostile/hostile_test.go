@@ -31,7 +31,7 @@ const (
 func TestHostileClients(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.addr()}}})
+	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
 	addr := gw.Addr().String()
 	good := clientConfig(t, ca)
 	if err := roundTrip(addr, good); err != nil {
@@ -50,7 +50,7 @@ func TestHostileClients(t *testing.T) {
 			if a.metric != "" {
 				before = metric(t, gw.reg, a.metric, map[string]string{"reason": a.reason})
 			}
-			accepted := be.accepted.Load()
+			accepted := be.Accepted.Load()
 			dials, stop := a.launch(addr)
 			defer stop()
 			// Measure once the attack is at full strength: every worker
@@ -97,7 +97,7 @@ func TestHostileClients(t *testing.T) {
 				}
 				report("good client p99 %v under attack, more than 2x the quiet %v", got.p99, quiet.p99)
 			}
-			if n := be.accepted.Load() - accepted; !a.reachesBackend && n > int64(got.ok+got.failed) {
+			if n := be.Accepted.Load() - accepted; !a.reachesBackend && n > int64(got.ok+got.failed) {
 				t.Errorf("backend saw %d connections, the good client made %d: the attack reached it", n, got.ok+got.failed)
 			}
 			if a.metric != "" && !strings.Contains(gw.logs.String(), `"reason":"`+a.reason+`"`) {

@@ -44,7 +44,7 @@ func TestSoak(t *testing.T) {
 	duration := soakDuration(t)
 	ca := testpki.New(t)
 	be := newBackend(t)
-	east := startGateway(t, ca, routes{"production/api": {apiPort: {be.addr()}}})
+	east := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
 	west := startTunnel(t, ca, east.Addr().String())
 	good := clientConfig(t, ca)
 	// Warm up every path once so that pools and caches exist in the baseline.

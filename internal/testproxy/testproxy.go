@@ -1,0 +1,190 @@
+// Package testproxy holds what tests of the data plane share: a log sink
+// safe to read while a server writes, TCP backends that count their
+// connections, a map Router, a metric reader and a polling wait. Import it
+// from _test.go files only.
+package testproxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mcgate/mcgate/proxy"
+)
+
+// SyncBuffer is a log sink that tests read while a server writes to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Backend is a TCP server on 127.0.0.1 that counts its connections. It
+// closes its listener and every open connection when the test ends, and
+// waits for its goroutines.
+type Backend struct {
+	ln       net.Listener
+	Accepted atomic.Int64
+	wg       sync.WaitGroup
+}
+
+// Echo echoes until the client half-closes, then half-closes too and waits
+// for the client to close: FIN travels both ways, as tests of half-close need.
+func Echo(c net.Conn) {
+	io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, c)
+}
+
+// NewEchoBackend starts a Backend serving Echo.
+func NewEchoBackend(t testing.TB) *Backend { return NewBackend(t, Echo) }
+
+// NewBackend serves each connection with serve (which must return once the
+// connection is closed) and closes it afterwards.
+func NewBackend(t testing.TB, serve func(net.Conn)) *Backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backend{ln: ln}
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.Accepted.Add(1)
+			mu.Lock()
+			open[c] = struct{}{}
+			mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer func() { mu.Lock(); delete(open, c); mu.Unlock(); c.Close() }()
+				serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		b.wg.Wait()
+	})
+	return b
+}
+
+// Addr is the backend's address.
+func (b *Backend) Addr() string { return b.ln.Addr().String() }
+
+// Routes is a map Router: "ns/svc" → port → endpoints.
+type Routes map[string]map[int][]string
+
+// Route implements proxy.Router.
+func (r Routes) Route(d proxy.Destination) ([]string, error) {
+	ports, ok := r[d.Namespace+"/"+d.Service]
+	if !ok {
+		return nil, proxy.ErrNotExported
+	}
+	if d.Port == 0 {
+		if len(ports) != 1 {
+			return nil, proxy.ErrUnknownPort
+		}
+		for p := range ports {
+			d.Port = p
+		}
+	}
+	eps, ok := ports[d.Port]
+	if !ok {
+		return nil, proxy.ErrUnknownPort
+	}
+	if len(eps) == 0 {
+		return nil, proxy.ErrNoEndpoints
+	}
+	return eps, nil
+}
+
+// Metric returns the value of name{labels} in g, summed over the series
+// that match (a histogram counts its samples), 0 if absent.
+func Metric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if !matches(m, labels) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+func matches(m *dto.Metric, labels map[string]string) bool {
+	n := 0
+	for _, lp := range m.Label {
+		if v, ok := labels[lp.GetName()]; ok {
+			if v != lp.GetValue() {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(labels)
+}
+
+// Eventually polls cond every 5 ms until it holds, failing t after within.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		case <-tick.C:
+		}
+	}
+}
