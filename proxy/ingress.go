@@ -119,6 +119,9 @@ func (s *IngressServer) Addr() net.Addr { return s.ln.Addr() }
 // Draining reports whether Run has stopped accepting.
 func (s *IngressServer) Draining() bool { return s.draining.Load() }
 
+// HandshakesInProgress is the number of connections in their TLS handshake.
+func (s *IngressServer) HandshakesInProgress() int { return s.handshakes.inProgress() }
+
 // OpenConns is the number of client connections open now.
 func (s *IngressServer) OpenConns() int { return s.conns.len() }
 

@@ -11,10 +11,13 @@ import (
 // handshakeSlots bounds the connections that are in their TLS handshake,
 // i.e. not yet authenticated, overall and per source IP.
 //
-// Per source: one host may hold only perSource slots, so a single attacker
-// (slowloris, or handshakes that stop halfway) can neither lock the others
-// out nor make us spend more than perSource handshakes per timeout on it;
-// past its share it is refused before any cryptography.
+// Per source: once the slots are at least half taken, a host that holds
+// perSource slots or more is refused before any cryptography, so a single
+// attacker (slowloris, or handshakes that stop halfway) can take at most
+// half of the slots and never lock the others out. Below half, a source
+// is not limited: every connection from a peer cluster comes from that
+// cluster's gateway, one address, and a burst of its handshakes under load
+// is legitimate traffic that must not be refused while slots are free.
 //
 // Overall: when every slot is taken, a newcomer evicts the oldest
 // handshake if it has been going on for at least minAge. A healthy
@@ -58,7 +61,7 @@ func (h *handshakeSlots) acquire(c net.Conn) (*handshakeSlot, string) {
 	if h.bySource == nil {
 		h.bySource = make(map[string]int)
 	}
-	if h.perSource > 0 && h.bySource[source] >= h.perSource {
+	if h.perSource > 0 && h.bySource[source] >= h.perSource && 2*h.order.Len() >= h.max {
 		h.mu.Unlock()
 		return nil, reasonSourceHandshakeLimit
 	}
@@ -80,6 +83,13 @@ func (h *handshakeSlots) acquire(c net.Conn) (*handshakeSlot, string) {
 		victim.conn.Close() // its handshake fails at once; its goroutine releases nothing
 	}
 	return s, ""
+}
+
+// inProgress is the number of slots taken.
+func (h *handshakeSlots) inProgress() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.order.Len()
 }
 
 // release gives back s's slot unless it was evicted (and so given away).

@@ -58,9 +58,24 @@ func TestIngressHandshakeEviction(t *testing.T) {
 			t.Fatal("good client never got a handshake slot")
 		}
 	}
-	slow[0].SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, slow[0]); err != nil {
-		t.Fatalf("oldest slow client was not closed: %v", err)
+	// Slots are taken in each connection's goroutine, so either slow client
+	// may be the oldest: one of them must have been closed by the eviction.
+	closed := make(chan error, len(slow))
+	for _, c := range slow {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		go func() { _, err := io.Copy(io.Discard, c); closed <- err }()
+	}
+	var errs []error
+	for range slow {
+		if err := <-closed; err == nil {
+			errs = nil
+			break
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if errs != nil {
+		t.Fatalf("no slow client was closed by the eviction: %v", errs)
 	}
 	if n := counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "evicted"}); n < 1 {
 		t.Fatal("eviction not counted")
@@ -82,7 +97,9 @@ func TestIngressHandshakesPerSource(t *testing.T) {
 		c.HandshakeTimeout = 20 * time.Second
 	})
 	addr := gw.Addr().String()
-	for range 2 {
+	// Below half the slots a source is not limited: five stalled handshakes
+	// from 127.0.0.1 are all taken (none is refused).
+	for range 5 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +109,12 @@ func TestIngressHandshakesPerSource(t *testing.T) {
 	}
 	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	good.ServerName = "api.production.svc.cluster.local"
-	eventually(t, "the third handshake from 127.0.0.1 refused", func() bool {
+	eventually(t, "five stalled handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 5 })
+	if n := counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}); n != 0 {
+		t.Fatalf("%v handshakes refused below half the slots", n)
+	}
+	// Now at half: 127.0.0.1, over its share of 2, is refused.
+	eventually(t, "the sixth handshake from 127.0.0.1 refused", func() bool {
 		if c, err := tls.Dial("tcp", addr, good); err == nil {
 			readErr(c)
 			c.Close()
@@ -110,5 +132,41 @@ func TestIngressHandshakesPerSource(t *testing.T) {
 	}
 	if !contains(gw.logs.String(), `"reason":"source_handshake_limit"`) {
 		t.Error("refusal not logged")
+	}
+}
+
+// TestIngressOneBusySourceNotRefused: all connections of a peer cluster come
+// from its gateway's address; a burst of its handshakes larger than the
+// per-source share is served while the slots are less than half taken.
+func TestIngressOneBusySourceNotRefused(t *testing.T) {
+	ca := testpki.New(t)
+	be := newBackend(t)
+	gw := startGateway(t, ca, routes{"production/api": {8080: {be.Addr()}}}, nil, func(c *proxy.IngressConfig) {
+		c.MaxHandshakes = 100
+		c.MaxHandshakesPerSource = 2
+		c.HandshakeTimeout = 20 * time.Second
+	})
+	addr := gw.Addr().String()
+	// Ten handshakes from 127.0.0.1 stall in their slots: five times the
+	// per-source share, a tenth of the slots.
+	for range 10 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{0x16, 0x03, 0x01})
+	}
+	eventually(t, "ten handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 10 })
+	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
+	c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := echo(c, "busy peer"); err != nil || got != "busy peer" {
+		t.Fatalf("a busy source was refused below half the slots: %q, %v", got, err)
+	}
+	if n := counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}); n != 0 {
+		t.Fatalf("%v refusals by source below half the slots", n)
 	}
 }
