@@ -23,6 +23,12 @@ func discardBackend(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	serveDiscard(b, ln)
+	return ln.Addr().String()
+}
+
+// serveDiscard reads every connection of ln to EOF until the benchmark ends.
+func serveDiscard(b *testing.B, ln net.Listener) {
 	b.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -33,7 +39,6 @@ func discardBackend(b *testing.B) string {
 			go func() { io.Copy(io.Discard, c); c.Close() }()
 		}
 	}()
-	return ln.Addr().String()
 }
 
 // bulk writes b.N chunks of 64 KiB to c and waits for nothing: the
@@ -66,16 +71,7 @@ func BenchmarkBulkDirectTLS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	serveDiscard(b, ln)
 	cfg := benchClient(b, ca)
 	cfg.ServerName = "x"
 	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testpki"
@@ -43,28 +42,12 @@ type gateway struct {
 	done   chan error
 }
 
-type gatewayOpt func(*proxy.IngressConfig)
+type gatewayOpt = func(*proxy.IngressConfig)
 
 func startGateway(t *testing.T, ca *testpki.CA, router proxy.Router, allow []string, opts ...gatewayOpt) *gateway {
 	t.Helper()
-	g := &gateway{ca: ca, dir: ca.IdentityDir(t, gwSA, gwNS), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	g.src = testpki.Source(t, g.dir)
-	authz, err := identity.NewAuthorizer(allow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := proxy.IngressConfig{
-		ListenAddr: "127.0.0.1:0", TLS: identity.ServerTLSConfig(g.src), Authorize: authz.Authorize,
-		Router: router, HandshakeTimeout: 2 * time.Second, RouteTimeout: 2 * time.Second,
-		DrainTimeout: 5 * time.Second, Log: zerolog.New(g.logs), Metrics: proxy.NewMetrics(g.reg),
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	g.IngressServer, err = proxy.NewIngress(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tg := testproxy.NewGateway(t, ca, router, allow, opts...)
+	g := &gateway{IngressServer: tg.IngressServer, ca: ca, dir: tg.Dir, src: tg.Src, reg: tg.Reg, logs: tg.Logs}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel, g.done = cancel, make(chan error, 1)
 	go func() { g.done <- g.Run(ctx) }()

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testpki"
@@ -70,24 +69,8 @@ type gateway struct {
 // and route timeouts (2 s), exporting api.production:8080 → be.
 func startGateway(t testing.TB, ca *testpki.CA, router proxy.Router, opts ...func(*proxy.IngressConfig)) *gateway {
 	t.Helper()
-	g := &gateway{ca: ca, dir: ca.IdentityDir(t, gwSA, gwNS), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	g.src = testpki.Source(t, g.dir)
-	authz, err := identity.NewAuthorizer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := proxy.IngressConfig{
-		ListenAddr: "127.0.0.1:0", TLS: identity.ServerTLSConfig(g.src), Authorize: authz.Authorize,
-		Router: router, HandshakeTimeout: 2 * time.Second, RouteTimeout: 2 * time.Second,
-		DrainTimeout: 5 * time.Second, Log: zerolog.New(g.logs), Metrics: proxy.NewMetrics(g.reg),
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	g.IngressServer, err = proxy.NewIngress(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tg := testproxy.NewGateway(t, ca, router, nil, opts...)
+	g := &gateway{IngressServer: tg.IngressServer, ca: ca, dir: tg.Dir, src: tg.Src, reg: tg.Reg, logs: tg.Logs}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()

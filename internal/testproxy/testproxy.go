@@ -15,7 +15,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
 
+	"github.com/mcgate/mcgate/identity"
+	"github.com/mcgate/mcgate/internal/testpki"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -187,4 +190,45 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		case <-tick.C:
 		}
 	}
+}
+
+// The identity of every test gateway.
+const (
+	GatewaySA = "linkerd-gateway"
+	GatewayNS = "linkerd-multicluster"
+)
+
+// Gateway is an ingress server built for a test, not yet running: a
+// 24-hour leaf from ca in Dir, 2 s handshake and route timeouts, logs in
+// Logs and metrics in Reg.
+type Gateway struct {
+	*proxy.IngressServer
+	Dir  string
+	Src  *identity.FileSource
+	Reg  *prometheus.Registry
+	Logs *SyncBuffer
+}
+
+// NewGateway builds a Gateway on 127.0.0.1:0 that admits the identities of
+// allow (nil: any under ca's anchor); opts adjust its config.
+func NewGateway(t testing.TB, ca *testpki.CA, router proxy.Router, allow []string, opts ...func(*proxy.IngressConfig)) *Gateway {
+	t.Helper()
+	g := &Gateway{Dir: ca.IdentityDir(t, GatewaySA, GatewayNS), Reg: prometheus.NewRegistry(), Logs: &SyncBuffer{}}
+	g.Src = testpki.Source(t, g.Dir)
+	authz, err := identity.NewAuthorizer(allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := proxy.IngressConfig{
+		ListenAddr: "127.0.0.1:0", TLS: identity.ServerTLSConfig(g.Src), Authorize: authz.Authorize,
+		Router: router, HandshakeTimeout: 2 * time.Second, RouteTimeout: 2 * time.Second,
+		DrainTimeout: 5 * time.Second, Log: zerolog.New(g.Logs), Metrics: proxy.NewMetrics(g.Reg),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if g.IngressServer, err = proxy.NewIngress(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
