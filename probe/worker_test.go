@@ -195,6 +195,10 @@ func TestSetReplacesAndRemoves(t *testing.T) {
 			t.Fatal("verdict lost on target change")
 		}
 		gw.set(200, false)
+		// The restarted worker may have probed (and failed) before the
+		// gateway recovered; within one period (+10% jitter) of fake time
+		// it probes again.
+		time.Sleep(tg.Period + tg.Period/5)
 		synctest.Wait()
 		if !w.Alive("east") {
 			t.Fatal("restarted worker did not probe the new address")

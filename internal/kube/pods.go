@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 )
 
 // NodeName is the node that CreateReadyPod binds pods to. The cluster has
@@ -74,12 +75,23 @@ func (c *Cluster) ensureNode(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kube: %s: create node: %w", c.Name, err)
 	}
-	now := metav1.Now()
-	node.Status.Conditions = []corev1.NodeCondition{{
-		Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now,
-		Reason: "KubeletReady", Message: "no kubelet: marked ready by the test harness",
-	}}
-	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// The controller manager updates a new node too (taints, CIDRs): on a
+	// conflict, mark the latest version ready.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		now := metav1.Now()
+		node.Status.Conditions = []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now,
+			Reason: "KubeletReady", Message: "no kubelet: marked ready by the test harness",
+		}}
+		_, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if latest, gerr := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{}); gerr == nil {
+				node = latest
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("kube: %s: node status: %w", c.Name, err)
 	}
 	return nil
