@@ -236,14 +236,28 @@ func rawClient(leaf *identity.KeyPair, chain ...*x509.Certificate) *tls.Config {
 // recordResumption wraps cfg's VerifyConnection to tell whether the
 // handshakes it judged were resumed.
 func recordResumption(cfg *tls.Config) (*tls.Config, <-chan bool) {
-	ch := make(chan bool, 16)
+	c, resumed, _ := recordSessions(cfg)
+	return c, resumed
+}
+
+// recordSessions is recordResumption that also reports each session ticket
+// a client offers: true when the server was willing to resume it.
+func recordSessions(cfg *tls.Config) (*tls.Config, <-chan bool, <-chan bool) {
+	resumed, offers := make(chan bool, 16), make(chan bool, 16)
 	c := cfg.Clone()
 	verify := c.VerifyConnection
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		ch <- cs.DidResume
+		resumed <- cs.DidResume
 		return verify(cs)
 	}
-	return c, ch
+	if unwrap := c.UnwrapSession; unwrap != nil {
+		c.UnwrapSession = func(ticket []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := unwrap(ticket, cs)
+			offers <- ss != nil
+			return ss, err
+		}
+	}
+	return c, resumed, offers
 }
 
 // customLeaf issues a leaf with exactly the given SANs, which NewLeaf (that

@@ -89,6 +89,10 @@ func TestServerRefusesClient(t *testing.T) {
 		{"no identity", rawClient(customLeaf(t, ca.Issuer, []string{"web.prod.svc.cluster.local"}, nil), ca.Issuer.Cert), "neither a SPIFFE URI SAN"},
 		{"SPIFFE ID that is no service account", rawClient(customLeaf(t, ca.Issuer, nil, []string{"spiffe://cluster.local/web"}), ca.Issuer.Cert), "path must be"},
 		{"two URI SANs", rawClient(customLeaf(t, ca.Issuer, nil, []string{"spiffe://cluster.local/ns/prod/sa/web", "https://example.com"}), ca.Issuer.Cert), "more than one URI SAN"},
+		{"server-only leaf", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), ca.Issuer.Cert), "lacks the clientAuth"},
+		{"DNS-only server-only leaf", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{NoSPIFFEURI: true,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), ca.Issuer.Cert), "lacks the clientAuth"},
 		{"two identities", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{
 			DNSNames: []string{"db.prod.serviceaccount.identity.linkerd.cluster.local"}}), ca.Issuer.Cert), "two identities"},
 	}
@@ -134,6 +138,16 @@ func TestClientChecksServer(t *testing.T) {
 		t.Fatalf("dial with wrong server identity: %v", err)
 	}
 	s.next(t)
+
+	// A server whose leaf is for clients only is refused.
+	clientOnly := newSource(t, identityDir(t, p.ca, p.ca.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})), nil)
+	cs := startServer(t, identity.ServerTLSConfig(clientOnly))
+	_, err = dial(t, cs.addr, identity.ClientTLSConfig(p.cli, p.gateway))
+	if err == nil || !strings.Contains(err.Error(), "lacks the serverAuth") {
+		t.Fatalf("dial to a server with a client-only leaf: %v", err)
+	}
+	cs.next(t)
 
 	// A server under another anchor is refused even with the right name.
 	other := testpki.New(t)
@@ -181,22 +195,55 @@ func TestLinkerdDNSOnlyLeaf(t *testing.T) {
 // TestResumedSessionIsCheckedAgain: Go does not call VerifyPeerCertificate on
 // a resumed session; VerifyConnection must refuse sessions whose client chain
 // is no longer valid or no longer trusted.
-func TestResumedSessionIsCheckedAgain(t *testing.T) {
-	t.Run("anchor rotated out", func(t *testing.T) {
+// TestSessionsAfterRotation: a session made before a rotation is not resumed
+// once its anchors are gone or its chain has expired; the handshake falls
+// back to a full one, which lets a peer with a new leaf through and refuses
+// one without.
+func TestSessionsAfterRotation(t *testing.T) {
+	// A foreign client (a Linkerd proxy, say) keeps its sessions whatever
+	// its own anchors do; plainCache makes ours behave like one, so the
+	// server's side is what is tested.
+	plainCache := func(cfg *tls.Config) *tls.Config {
+		c := cfg.Clone()
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+		return c
+	}
+	t.Run("server drops the anchor, client has a new leaf", func(t *testing.T) {
 		p := newPair(t, nil, nil)
-		cfg, resumed := recordResumption(identity.ServerTLSConfig(p.srv))
+		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
 		s := startServer(t, cfg)
-		clientCfg := identity.ClientTLSConfig(p.cli, p.gateway)
+		clientCfg := plainCache(identity.ClientTLSConfig(p.cli, p.gateway))
 		resume(t, s, clientCfg, resumed)
+		drain(offers)
 
-		// The server now trusts a new anchor only (and has a leaf under it).
 		next := testpki.New(t)
 		writeDir(t, p.srvDir, next, next.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}))
-		if err := p.srv.Reload(); err != nil {
-			t.Fatal(err)
+		writeDir(t, p.cliDir, next, next.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}))
+		reload(t, p.srv, p.cli)
+		_, cs, h, err := connect(t, s, clientCfg)
+		if err != nil || h.err != nil {
+			t.Fatalf("client %v, server %v: the stale session cost the connection", err, h.err)
 		}
-		_, _, h, _ := connect(t, s, clientCfg)
-		wantRefusedResumption(t, h, resumed, "unknown authority")
+		wantFallback(t, offers, resumed, cs)
+	})
+	t.Run("server drops the anchor, client has the old leaf", func(t *testing.T) {
+		p := newPair(t, nil, nil)
+		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
+		s := startServer(t, cfg)
+		clientCfg := plainCache(identity.ClientTLSConfig(p.cli, p.gateway))
+		resume(t, s, clientCfg, resumed)
+		drain(offers)
+
+		// The client trusts the new anchor too but has no new leaf yet.
+		next := testpki.New(t)
+		writeDir(t, p.srvDir, next, next.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}))
+		writeDir(t, p.cliDir, p.clientCA, p.clientCA.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}), p.ca.Anchor.Cert, next.Anchor.Cert)
+		reload(t, p.srv, p.cli)
+		_, cs, h, _ := connect(t, s, clientCfg)
+		if h.err == nil || !strings.Contains(h.err.Error(), "unknown authority") {
+			t.Fatalf("server handshake error = %v, want unknown authority", h.err)
+		}
+		wantFallback(t, offers, resumed, cs)
 	})
 	t.Run("client issuer expired", func(t *testing.T) {
 		srvClock := &clock{now: time.Now()}
@@ -210,22 +257,27 @@ func TestResumedSessionIsCheckedAgain(t *testing.T) {
 		cliCA := &testpki.CA{Anchor: ca.Anchor, Issuer: shortIssuer}
 		srv := newSource(t, identityDir(t, ca, ca.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{})), srvClock)
 		cli := newSource(t, identityDir(t, cliCA, cliCA.Leaf(t, "web", "prod", identity.CertOptions{})), nil)
-		cfg, resumed := recordResumption(identity.ServerTLSConfig(srv))
+		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(srv))
 		s := startServer(t, cfg)
 		clientCfg := identity.ClientTLSConfig(cli, testpki.Name(t, gatewaySA, gatewayNS))
 		resume(t, s, clientCfg, resumed)
+		drain(offers)
 
 		srvClock.Advance(2 * time.Hour)
-		_, _, h, _ := connect(t, s, clientCfg)
-		wantRefusedResumption(t, h, resumed, "expired")
+		_, cs, h, _ := connect(t, s, clientCfg)
+		if h.err == nil || !strings.Contains(h.err.Error(), "expired") {
+			t.Fatalf("server handshake error = %v, want expired", h.err)
+		}
+		wantFallback(t, offers, resumed, cs)
 	})
 	t.Run("client leaf expired", func(t *testing.T) {
 		srvClock := &clock{now: time.Now()}
 		p := newPair(t, srvClock, nil)
-		cfg, resumed := recordResumption(identity.ServerTLSConfig(p.srv))
+		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
 		s := startServer(t, cfg)
 		clientCfg := identity.ClientTLSConfig(p.cli, p.gateway)
 		resume(t, s, clientCfg, resumed)
+		drain(offers)
 
 		// Go itself declines to resume a session whose client leaf expired;
 		// the full handshake that follows is refused.
@@ -238,6 +290,82 @@ func TestResumedSessionIsCheckedAgain(t *testing.T) {
 			t.Error("the expired session was resumed")
 		}
 	})
+	t.Run("client drops the anchor, server has a new leaf", func(t *testing.T) {
+		// A rollover: both trust the old and the new anchor; the client
+		// already has a leaf under the new one, the server not yet.
+		oldCA, newCA := testpki.New(t), testpki.New(t)
+		both := []*x509.Certificate{oldCA.Anchor.Cert, newCA.Anchor.Cert}
+		srvDir := identityDir(t, oldCA, oldCA.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}), both...)
+		cliDir := identityDir(t, newCA, newCA.Leaf(t, "web", "prod", identity.CertOptions{}), both...)
+		srv, cli := newSource(t, srvDir, nil), newSource(t, cliDir, nil)
+		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(srv))
+		s := startServer(t, cfg)
+		clientCfg := identity.ClientTLSConfig(cli, testpki.Name(t, gatewaySA, gatewayNS))
+		resume(t, s, clientCfg, resumed)
+		drain(offers)
+
+		// The server moves to the new anchor's leaf, still trusting both,
+		// and the client drops the old anchor: its session holds the
+		// server's old leaf, which it no longer trusts.
+		writeDir(t, srvDir, newCA, newCA.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}), both...)
+		writeDir(t, cliDir, newCA, newCA.Leaf(t, "web", "prod", identity.CertOptions{}), newCA.Anchor.Cert)
+		reload(t, srv, cli)
+		_, cs, h, err := connect(t, s, clientCfg)
+		if err != nil || h.err != nil {
+			t.Fatalf("client %v, server %v: the stale session cost the connection", err, h.err)
+		}
+		if cs.DidResume || didResume(t, resumed) {
+			t.Error("the session from before the client's rotation was resumed")
+		}
+		select {
+		case <-offers:
+			t.Error("the client offered a session made under anchors it has dropped")
+		default:
+		}
+	})
+}
+
+func drain(ch <-chan bool) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func reload(t *testing.T, srcs ...*identity.FileSource) {
+	t.Helper()
+	for _, src := range srcs {
+		if err := src.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantFallback checks that the client offered its session and the server
+// declined it for a full handshake.
+func wantFallback(t *testing.T, offers <-chan bool, resumed <-chan bool, cs tls.ConnectionState) {
+	t.Helper()
+	select {
+	case accepted := <-offers:
+		if accepted {
+			t.Error("the server accepted the stale session")
+		}
+	default:
+		t.Fatal("the client did not offer its session; the test shows nothing")
+	}
+	if cs.DidResume {
+		t.Error("the client resumed the stale session")
+	}
+	select {
+	case r := <-resumed:
+		if r {
+			t.Error("the server resumed the stale session")
+		}
+	default: // the full handshake failed before VerifyConnection
+	}
 }
 
 // resume makes a full connection and then a resumed one with cfg.
@@ -251,16 +379,6 @@ func resume(t *testing.T, s *server, cfg *tls.Config, resumed <-chan bool) {
 		if got := didResume(t, resumed); got != want || cs.DidResume != want {
 			t.Fatalf("resumed = %v (client %v), want %v", got, cs.DidResume, want)
 		}
-	}
-}
-
-func wantRefusedResumption(t *testing.T, h handshake, resumed <-chan bool, wantErr string) {
-	t.Helper()
-	if !didResume(t, resumed) {
-		t.Fatal("the client did not offer its session; the test shows nothing")
-	}
-	if h.err == nil || !strings.Contains(h.err.Error(), wantErr) {
-		t.Fatalf("resumed handshake error = %v, want one containing %q", h.err, wantErr)
 	}
 }
 

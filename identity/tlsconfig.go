@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 )
 
@@ -21,10 +22,12 @@ const clientSessionCacheSize = 1024
 // session, so the client's chain is checked in VerifyConnection instead,
 // which runs on full and resumed handshakes alike: a session whose client
 // certificate has since expired or whose anchor has been rotated out is
-// refused. Callers may Clone the config and set NextProtos or
-// CurvePreferences.
+// refused. Such a session is not even resumed when its anchors were rotated
+// out or its chain has expired: the handshake falls back to a full one (see
+// session.go), so a peer that already has a new leaf gets through. Callers
+// may Clone the config and set NextProtos or CurvePreferences.
 func ServerTLSConfig(src *FileSource) *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return src.cur.Load().cert, nil
@@ -34,11 +37,13 @@ func ServerTLSConfig(src *FileSource) *tls.Config {
 		// config was built.
 		ClientAuth: tls.RequireAnyClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := src.cur.Load().trust.verify(cs.PeerCertificates, src.now())
+			_, err := src.cur.Load().trust.verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth, src.now())
 			return err
 		},
 		Time: src.now,
 	}
+	stampSessions(cfg, src)
+	return cfg
 }
 
 // ClientTLSConfig returns the config of a TLS 1.3 client that presents src's
@@ -49,7 +54,8 @@ func ServerTLSConfig(src *FileSource) *tls.Config {
 // ServerName to the SNI of each target, which is not the server's identity.
 // Sessions are cached (keyed by ServerName) so repeated dials resume, and,
 // as in ServerTLSConfig, VerifyConnection re-checks the server's chain and
-// identity on resumed handshakes too.
+// identity on resumed handshakes too; sessions made under anchors that have
+// since been rotated are not offered.
 func ClientTLSConfig(src *FileSource, server Name) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -60,7 +66,7 @@ func ClientTLSConfig(src *FileSource, server Name) *tls.Config {
 		// certificate and pin RootCAs; VerifyConnection does the real check.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			got, err := src.cur.Load().trust.verify(cs.PeerCertificates, src.now())
+			got, err := src.cur.Load().trust.verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth, src.now())
 			if err != nil {
 				return err
 			}
@@ -69,7 +75,7 @@ func ClientTLSConfig(src *FileSource, server Name) *tls.Config {
 			}
 			return nil
 		},
-		ClientSessionCache: tls.NewLRUClientSessionCache(clientSessionCacheSize),
+		ClientSessionCache: anchoredSessionCache{src, tls.NewLRUClientSessionCache(clientSessionCacheSize)},
 		Time:               src.now,
 	}
 }

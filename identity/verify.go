@@ -69,7 +69,10 @@ const maxVerified = 4096
 // trust is one loaded anchor bundle, ready for verification.
 type trust struct {
 	anchors []*x509.Certificate
-	roots   *x509.CertPool
+	// anchorsID names this anchor set (a hash of the anchors' DER bytes), so
+	// TLS sessions can remember which trust they were made under.
+	anchorsID [8]byte
+	roots     *x509.CertPool
 	// own is the chain above our own leaf (our issuer). It helps build the
 	// chain of a peer of our own cluster that sent its leaf alone, as
 	// `openssl s_client -cert tls.crt` does without -cert_chain. It adds no
@@ -96,12 +99,14 @@ func newTrust(anchors, own []*x509.Certificate) *trust {
 	for _, a := range anchors {
 		roots.AddCert(a)
 	}
+	sum := chainKey(anchors)
 	return &trust{
-		anchors:  anchors,
-		roots:    roots,
-		own:      own,
-		bundle:   x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
-		verified: make(map[[sha256.Size]byte]verifiedChain),
+		anchors:   anchors,
+		anchorsID: [8]byte(sum[:8]),
+		roots:     roots,
+		own:       own,
+		bundle:    x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
+		verified:  make(map[[sha256.Size]byte]verifiedChain),
 	}
 }
 
@@ -153,9 +158,18 @@ func (t *trust) GetX509BundleForTrustDomain(spiffeid.TrustDomain) (*x509bundle.B
 // anchors at time now and returns the leaf's identity. It runs on every
 // handshake, resumed ones included, so that expiry and anchor rotation apply
 // to sessions created before them.
-func (t *trust) verify(certs []*x509.Certificate, now time.Time) (Name, error) {
+//
+// usage is the extended key usage the peer's role needs: ClientAuth when we
+// are the server, ServerAuth when we are the client. Linkerd leaves carry
+// both; a leaf issued for one role only cannot be used in the other.
+func (t *trust) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (Name, error) {
 	if len(certs) == 0 {
 		return Name{}, errors.New("identity: peer sent no certificate")
+	}
+	// Checked before the cache: the same chain may verify for one role and
+	// not for the other.
+	if err := checkExtKeyUsage(certs[0], usage); err != nil {
+		return Name{}, err
 	}
 	key := chainKey(certs)
 	t.mu.Lock()
@@ -170,6 +184,32 @@ func (t *trust) verify(certs []*x509.Certificate, now time.Time) (Name, error) {
 	}
 	t.remember(key, name, chain)
 	return name, nil
+}
+
+// checkExtKeyUsage refuses a leaf whose extended key usage excludes usage. A
+// leaf without the extension may be used for anything (RFC 5280, 4.2.1.12).
+// Issuers' usages are not nested here: x509svid.Verify does not check them
+// and Linkerd's issuers carry none.
+func checkExtKeyUsage(leaf *x509.Certificate, usage x509.ExtKeyUsage) error {
+	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
+		return nil
+	}
+	for _, u := range leaf.ExtKeyUsage {
+		if u == usage || u == x509.ExtKeyUsageAny {
+			return nil
+		}
+	}
+	return fmt.Errorf("identity: peer certificate %q lacks the %s extended key usage", leaf.Subject.CommonName, extKeyUsageName(usage))
+}
+
+func extKeyUsageName(u x509.ExtKeyUsage) string {
+	switch u {
+	case x509.ExtKeyUsageClientAuth:
+		return "clientAuth"
+	case x509.ExtKeyUsageServerAuth:
+		return "serverAuth"
+	}
+	return fmt.Sprintf("%d", u)
 }
 
 // verifyChain does the work of verify and returns the chain it built.

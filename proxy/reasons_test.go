@@ -24,6 +24,7 @@ func TestIngressHandshakeReasons(t *testing.T) {
 	twoNames := ca.Leaf(t, "web", "west", identity.CertOptions{
 		DNSNames: []string{"other.west.serviceaccount.identity.linkerd.cluster.local"}})
 	caUsage := ca.Leaf(t, "web", "west", identity.CertOptions{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign})
+	serverOnly := ca.Leaf(t, "web", "west", identity.CertOptions{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	for _, tt := range []struct {
 		name   string
 		cfg    *tls.Config
@@ -32,6 +33,7 @@ func TestIngressHandshakeReasons(t *testing.T) {
 	}{
 		{"leaf names two identities", hostile(twoNames, ca), "api.production.svc.cluster.local", "bad_cert"},
 		{"leaf with CA key usage", hostile(caUsage, ca), "api.production.svc.cluster.local", "bad_cert"},
+		{"leaf for servers only", hostile(serverOnly, ca), "api.production.svc.cluster.local", "bad_cert"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if c, err := dialTLS(t, addr, tt.cfg, tt.sni); err == nil {
