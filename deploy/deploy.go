@@ -65,7 +65,7 @@ type Options struct {
 	// (NodePort and LoadBalancer only; 0 lets the cluster choose).
 	NodePort, ProbeNodePort int32
 	// ProbePort is mc-probe's Service port (default 4191); it always
-	// targets the container's admin port.
+	// targets the container's probe port (/ready and /live only).
 	ProbePort int32
 	// HA runs three replicas that must not share a node.
 	HA bool
@@ -251,7 +251,7 @@ func (o *Options) service(s *corev1.Service) error {
 			p.NodePort = o.NodePort
 		case PortNameProbe:
 			p.Port, p.NodePort = o.ProbePort, o.ProbeNodePort
-			p.TargetPort = intstr.FromString("admin")
+			p.TargetPort = intstr.FromString("probe")
 		}
 	}
 	return nil

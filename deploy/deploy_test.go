@@ -152,10 +152,15 @@ func TestRenderOptions(t *testing.T) {
 		"replicas: 3", "podAntiAffinity:", "linkerd.io/control-plane-component: gateway", "readOnlyRootFilesystem: true",
 		"--identity-dir=/var/run/mcgate/identity", "fieldPath: status.podIP", "fieldPath: metadata.name",
 		"kind: CustomResourceDefinition", "kind: PodDisruptionBudget", "name: linkerd-service-mirror-remote-access-default",
+		"--probe-addr=:4192", "targetPort: probe",
 	} {
 		if !strings.Contains(y, want) {
 			t.Errorf("rendered manifests lack %q", want)
 		}
+	}
+	// The load balancer must not expose /metrics or pprof.
+	if strings.Contains(y, "targetPort: admin") {
+		t.Error("a Service port targets the admin port")
 	}
 	for _, u := range objs {
 		if u.GetKind() == "CustomResourceDefinition" { // its schema names both fields

@@ -26,7 +26,12 @@ type AdminConfig struct {
 	Ready func() error
 	// Pprof adds /debug/pprof/ (off by default: it exposes internals).
 	Pprof bool
-	Log   zerolog.Logger
+	// ProbeOnly serves /ready and /live and nothing else: the listener
+	// behind the gateway Service's mc-probe port, which other clusters (and
+	// whoever else reaches the load balancer) probe. Metrics and pprof stay
+	// on the admin port, reachable inside the cluster only.
+	ProbeOnly bool
+	Log       zerolog.Logger
 }
 
 // Admin is the admin HTTP server.
@@ -38,7 +43,7 @@ type Admin struct {
 
 // NewAdmin binds the admin listener; Run serves it.
 func NewAdmin(cfg AdminConfig) (*Admin, error) {
-	if cfg.Gatherer == nil || cfg.Ready == nil {
+	if cfg.Ready == nil || (cfg.Gatherer == nil && !cfg.ProbeOnly) {
 		return nil, errors.New("probe: admin needs a Gatherer and a Ready func")
 	}
 	if cfg.Addr == "" {
@@ -57,8 +62,10 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("live\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	if cfg.Pprof {
+	if !cfg.ProbeOnly {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if cfg.Pprof && !cfg.ProbeOnly {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -77,6 +84,9 @@ func (a *Admin) ready(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Write([]byte("ready\n"))
 }
+
+// Close releases the listener of an Admin that will not Run.
+func (a *Admin) Close() error { return a.ln.Close() }
 
 // Run serves until ctx is done, then shuts down gracefully. The caller
 // keeps ctx alive while the proxies drain, so that /ready can say so.

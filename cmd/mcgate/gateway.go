@@ -29,6 +29,7 @@ type gatewayOptions struct {
 	identityPoll     time.Duration
 	listenAddr       string
 	adminAddr        string
+	probeAddr        string
 	staticConfig     string
 	allowIdentities  []string
 	clusterDomain    string
@@ -62,6 +63,7 @@ func newGatewayCmd() *cobra.Command {
 	f.DurationVar(&o.identityPoll, "identity-poll-interval", identity.DefaultPollInterval, "how often to look for rotated identity files")
 	f.StringVar(&o.listenAddr, "listen-addr", ":4143", "ingress address (mTLS from other clusters)")
 	f.StringVar(&o.adminAddr, "admin-addr", ":4191", "admin address (/ready, /live, /metrics)")
+	f.StringVar(&o.probeAddr, "probe-addr", "", "address serving only /ready and /live, for other clusters' probes through the load balancer (default: none; probes use --admin-addr)")
 	f.StringVar(&o.staticConfig, "static-config", "", "YAML file of exported services and egress listeners (instead of Kubernetes)")
 	f.StringArrayVar(&o.allowIdentities, "allow-identity", nil, "client identity allowed to connect, exact or with a trailing * (repeatable; default: any identity issued under the trust anchor)")
 	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "this cluster's DNS domain")
@@ -167,28 +169,44 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	}
 
 	var draining atomic.Bool
+	ready := func() error {
+		if draining.Load() {
+			return errors.New("draining")
+		}
+		if mirrorRT != nil && !mirrorRT.m.Synced() {
+			return errors.New("waiting for the Kubernetes caches")
+		}
+		return nil
+	}
 	admin, err := probe.NewAdmin(probe.AdminConfig{
-		Addr: o.adminAddr, Gatherer: reg, Pprof: o.pprof,
+		Addr: o.adminAddr, Gatherer: reg, Pprof: o.pprof, Ready: ready,
 		Log: log.With().Str("component", "admin").Logger(),
-		Ready: func() error {
-			if draining.Load() {
-				return errors.New("draining")
-			}
-			if mirrorRT != nil && !mirrorRT.m.Synced() {
-				return errors.New("waiting for the Kubernetes caches")
-			}
-			return nil
-		},
 	})
 	if err != nil {
 		return err
 	}
-	log.Info().Str("listen", ingress.Addr().String()).Str("admin", admin.Addr().String()).
+	admins := []*probe.Admin{admin}
+	if o.probeAddr != "" {
+		p, err := probe.NewAdmin(probe.AdminConfig{
+			Addr: o.probeAddr, ProbeOnly: true, Ready: ready,
+			Log: log.With().Str("component", "probe").Logger(),
+		})
+		if err != nil {
+			admin.Close()
+			return err
+		}
+		admins = append(admins, p)
+	}
+	log.Info().Str("listen", ingress.Addr().String()).Str("admin", admin.Addr().String()).Str("probe", o.probeAddr).
 		Int("egress", len(routes)).Str("identity", src.Name().String()).Str("version", version).Msg("gateway started")
 
 	g, gctx := errgroup.WithContext(ctx)
+	// The admin servers outlive the drain, so that /ready answers 503
+	// while connections finish.
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
-	g.Go(func() error { return admin.Run(adminCtx) })
+	for _, a := range admins {
+		g.Go(func() error { return a.Run(adminCtx) })
+	}
 	g.Go(func() error {
 		defer stopAdmin()
 		stopDrain := context.AfterFunc(gctx, func() {
