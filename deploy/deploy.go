@@ -128,7 +128,7 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 
 // CRDs returns the CustomResourceDefinitions of deploy/crds.
 func CRDs() ([]*unstructured.Unstructured, error) {
-	names, err := fs.Glob(crds.FS, "*.yaml")
+	names, err := fs.Glob(crds.FS, "*.*.yaml")
 	if err != nil {
 		return nil, fmt.Errorf("crds: %w", err)
 	}

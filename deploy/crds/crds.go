@@ -4,7 +4,8 @@ package crds
 
 import "embed"
 
-// FS holds every CRD manifest of this directory (*.yaml).
+// FS holds every CRD manifest of this directory: the files named for their
+// CRD (<plural>.<group>.yaml), not kustomization.yaml.
 //
-//go:embed *.yaml
+//go:embed *.*.yaml
 var FS embed.FS
