@@ -43,6 +43,7 @@ type EgressRoute struct {
 type EgressConfig struct {
 	DialTimeout  time.Duration // TCP connect + TLS handshake; default 10s
 	IdleTimeout  time.Duration // default 1h, <0 disables
+	ParkDelay    time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
 	DrainTimeout time.Duration // default 30s
 	MaxConns     int           // default 10000, over all egress listeners
 	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -54,9 +55,10 @@ type EgressConfig struct {
 // (the mirror calls it as services come and go); Run owns the listeners'
 // goroutines and drains them when its context ends.
 type EgressSet struct {
-	cfg   EgressConfig
-	m     *Metrics
-	conns tracker
+	cfg    EgressConfig
+	m      *Metrics
+	conns  tracker
+	splice spliceOptions // its parker is run by Run
 
 	mu        sync.Mutex
 	listeners map[string]*egressListener // by listen address
@@ -81,6 +83,7 @@ type egressListener struct {
 func NewEgress(cfg EgressConfig) *EgressSet {
 	setDefault(&cfg.DialTimeout, 10*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
 	if cfg.Dial == nil {
@@ -89,6 +92,12 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &EgressSet{cfg: cfg, m: cfg.Metrics.orNew(), listeners: map[string]*egressListener{}, ctx: ctx, cancel: cancel}
 	e.conns.max = cfg.MaxConns
+	var err error
+	if e.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, e.m.parked.WithLabelValues(Egress)); err != nil {
+		// Out of descriptors at start, most likely: serve without parking.
+		cfg.Log.Warn().Err(err).Msg("egress: idle connections will not be parked")
+		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, nil)
+	}
 	return e
 }
 
@@ -193,6 +202,8 @@ func (e *EgressSet) Addrs() map[string]net.Addr {
 // Run waits for ctx, then closes every listener, lets open connections
 // finish for up to DrainTimeout and closes the rest.
 func (e *EgressSet) Run(ctx context.Context) error {
+	parked := e.splice.runParker()
+	defer parked() // after the drain below
 	<-ctx.Done()
 	e.mu.Lock()
 	e.stopped = true
@@ -217,10 +228,11 @@ func (e *EgressSet) accept(l *egressListener) {
 			return
 		}
 		go func() {
-			defer e.conns.done(c)
 			open.Inc()
-			defer open.Dec()
-			e.serve(c, l)
+			if !e.serve(c, l, open) {
+				open.Dec()
+				e.conns.done(c)
+			}
 		}()
 	})
 	if err != nil {
@@ -228,29 +240,38 @@ func (e *EgressSet) accept(l *egressListener) {
 	}
 }
 
-func (e *EgressSet) serve(c net.Conn, l *egressListener) {
+// serve connects c to the remote gateway and starts the splice. It
+// returns true once a splice owns c: the splice, not this goroutine (whose
+// stack the handshake grew), finishes the accounting (open included) and
+// tells the tracker when it ends.
+func (e *EgressSet) serve(c net.Conn, l *egressListener, open prometheus.Gauge) bool {
 	start := time.Now()
 	up, raw, err := e.dialGateway(l)
 	if err != nil {
 		e.refuse(c, l, "gateway_unavailable", err)
 		c.Close()
-		return
+		return false
 	}
 	if l.header != nil {
 		if _, err := up.Write(l.header); err != nil {
 			e.refuse(c, l, "gateway_unavailable", err)
 			c.Close()
 			up.Close()
-			return
+			return false
 		}
 	}
 	l.requests.Inc()
-	sp := splicer{idle: e.cfg.IdleTimeout, toUpstream: l.toUpstream, toClient: l.toClient}
-	err = sp.run(plainSide(c), side{r: up, conn: up, raw: raw})
-	l.duration.Observe(time.Since(start).Seconds())
-	if err != nil && !isExpectedNetErr(err) {
-		e.cfg.Log.Debug().Err(err).Str("target", l.route.Target).Msg("egress connection ended with error")
-	}
+	sp := newSplicer(e.splice, plainSide(c), side{r: up, conn: up, raw: raw}, l.toUpstream, l.toClient, func(err error) {
+		l.duration.Observe(time.Since(start).Seconds())
+		if err != nil && !isExpectedNetErr(err) {
+			e.cfg.Log.Debug().Err(err).Str("target", l.route.Target).Msg("egress connection ended with error")
+		}
+		open.Dec()
+		e.conns.done(c)
+	})
+	e.conns.closeWith(c, func() { sp.abort(errDrained) })
+	sp.start()
+	return true
 }
 
 // dialGateway opens an mTLS connection to one of the remote gateway's

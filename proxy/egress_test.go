@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,18 +23,29 @@ type pair struct {
 	egress *proxy.EgressSet
 	reg    *prometheus.Registry
 	listen string
+	// stop ends the egress set's Run (drain included) and returns its error.
+	stop func() error
 }
 
-func startPair(t *testing.T, backendAddr string, mutate func(*proxy.EgressRoute)) *pair {
+// pairOpt adjusts the configs of both gateways of a pair.
+type pairOpt = func(*proxy.IngressConfig, *proxy.EgressConfig)
+
+func startPair(t *testing.T, backendAddr string, mutate func(*proxy.EgressRoute), opts ...pairOpt) *pair {
 	t.Helper()
 	ca := testpki.New(t)
-	east := startGateway(t, ca, routes{"production/api": {8080: {backendAddr}}}, nil)
+	cfg := proxy.EgressConfig{DialTimeout: 5 * time.Second, Log: zerolog.Nop()}
+	east := startGateway(t, ca, routes{"production/api": {8080: {backendAddr}}}, nil, func(c *proxy.IngressConfig) {
+		for _, o := range opts {
+			o(c, &cfg)
+		}
+	})
 	west := testpki.NewIssuer(t, ca.Anchor) // west has its own issuer under the shared anchor
 	westCA := &testpki.CA{Anchor: ca.Anchor, Issuer: west}
 	dir := westCA.IdentityDir(t, gwSA, gwNS)
 	src := testpki.Source(t, dir)
 	reg := prometheus.NewRegistry()
-	e := proxy.NewEgress(proxy.EgressConfig{DialTimeout: 5 * time.Second, Log: zerolog.Nop(), Metrics: proxy.NewMetrics(reg)})
+	cfg.Metrics = proxy.NewMetrics(reg)
+	e := proxy.NewEgress(cfg)
 	route := proxy.EgressRoute{
 		Listen: "127.0.0.1:0", Cluster: "east", GatewayAddresses: []string{east.Addr().String()},
 		Target: "api.production.svc.cluster.local:8080",
@@ -48,13 +60,16 @@ func startPair(t *testing.T, backendAddr string, mutate func(*proxy.EgressRoute)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("egress Run: %v", err)
 		}
 	})
-	return &pair{east: east, egress: e, reg: reg, listen: e.Addrs()["127.0.0.1:0"].String()}
+	return &pair{east: east, egress: e, reg: reg, listen: e.Addrs()["127.0.0.1:0"].String(), stop: stop}
 }
 
 func (p *pair) dial(t *testing.T) *net.TCPConn {

@@ -41,6 +41,7 @@ type IngressConfig struct {
 	RouteTimeout     time.Duration // reading the header or HTTP authority; default 10s
 	DialTimeout      time.Duration // connecting to a backend; default 5s
 	IdleTimeout      time.Duration // no bytes either way; default 1h, <0 disables
+	ParkDelay        time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
 	DrainTimeout     time.Duration // default 30s
 	MaxConns         int           // open client connections; default 10000
 	// MaxHandshakes caps concurrent unauthenticated connections (default
@@ -67,6 +68,7 @@ type IngressServer struct {
 	conns      tracker
 	handshakes handshakeSlots
 	draining   atomic.Bool
+	splice     spliceOptions // its parker is run by Run
 
 	requests, toUpstream, toClient prometheus.Counter
 	duration                       prometheus.Observer
@@ -86,6 +88,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	setDefault(&cfg.RouteTimeout, 10*time.Second)
 	setDefault(&cfg.DialTimeout, 5*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
 	setDefault(&cfg.MaxHandshakes, 1000)
@@ -94,12 +97,17 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 		cfg.Dial = (&net.Dialer{}).DialContext
 	}
 	s := &IngressServer{cfg: cfg, m: cfg.Metrics.orNew(), ln: cfg.Listener}
+	var err error
 	if s.ln == nil {
-		ln, err := net.Listen("tcp", cfg.ListenAddr)
-		if err != nil {
+		if s.ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 			return nil, fmt.Errorf("proxy: ingress: %w", err)
 		}
-		s.ln = ln
+	}
+	if s.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, s.m.parked.WithLabelValues(Ingress)); err != nil {
+		if cfg.Listener == nil {
+			s.ln.Close()
+		}
+		return nil, fmt.Errorf("proxy: ingress: %w", err)
 	}
 	s.conns.max = cfg.MaxConns
 	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
@@ -127,8 +135,10 @@ func (s *IngressServer) OpenConns() int { return s.conns.len() }
 
 // Run accepts until ctx is done, then stops accepting, lets open
 // connections finish for up to DrainTimeout, closes the rest, and returns
-// nil once every connection goroutine has exited.
+// nil once every connection has ended and every goroutine it started has
+// exited or is exiting.
 func (s *IngressServer) Run(ctx context.Context) error {
+	parked := s.splice.runParker()
 	stop := context.AfterFunc(ctx, func() {
 		s.draining.Store(true)
 		s.ln.Close()
@@ -141,25 +151,34 @@ func (s *IngressServer) Run(ctx context.Context) error {
 			return
 		}
 		go func() {
-			defer s.conns.done(c)
-			s.serve(c)
+			if !s.serve(c) {
+				s.conns.done(c)
+			}
 		}()
 	})
 	if n := s.conns.drain(s.cfg.DrainTimeout); n > 0 {
 		s.cfg.Log.Warn().Int("closed", n).Msg("drain timeout: closed open connections")
 	}
+	parked()
 	return err
 }
 
-// serve handles one client connection from handshake to close.
-func (s *IngressServer) serve(raw net.Conn) {
+// serve handles one client connection from handshake to splice. It
+// returns true once a splice owns the connection: the splice, not this
+// goroutine (whose stack the handshake grew), finishes the accounting and
+// tells the tracker when it ends.
+func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 	start := time.Now()
 	tc, peer, ok := s.handshake(raw)
 	if !ok {
-		return
+		return false
 	}
 	s.open.Inc()
-	defer s.open.Dec()
+	defer func() {
+		if !spliced {
+			s.open.Dec()
+		}
+	}()
 	sni := tc.ConnectionState().ServerName
 
 	// Reading a header or an HTTP authority waits on the client: bound it.
@@ -169,29 +188,34 @@ func (s *IngressServer) serve(raw net.Conn) {
 	if err != nil {
 		s.refuse(tc, peer, sni, reason, err)
 		tc.Close()
-		return
+		return false
 	}
 	tc.SetReadDeadline(time.Time{})
 	endpoints, err := s.cfg.Router.Route(dest)
 	if err != nil {
 		s.refuse(tc, peer, sni, routeReason(err), fmt.Errorf("%s.%s:%d: %w", dest.Service, dest.Namespace, dest.Port, err))
 		tc.Close()
-		return
+		return false
 	}
 	up, err := dialAny(context.Background(), s.cfg.Dial, endpoints, s.cfg.DialTimeout)
 	if err != nil {
 		s.refuse(tc, peer, sni, "dial_failed", err)
 		tc.Close()
-		return
+		return false
 	}
 	s.requests.Inc()
-	sp := splicer{idle: s.cfg.IdleTimeout, toUpstream: s.toUpstream, toClient: s.toClient}
-	err = sp.run(side{r: br, conn: tc, raw: raw}, plainSide(up))
-	s.duration.Observe(time.Since(start).Seconds())
-	if err != nil && !isExpectedNetErr(err) {
-		s.cfg.Log.Debug().Err(err).Str("peer", peer).Str("remote", raw.RemoteAddr().String()).
-			Str("upstream", up.RemoteAddr().String()).Msg("connection ended with error")
-	}
+	sp := newSplicer(s.splice, side{r: br, conn: tc, raw: raw}, plainSide(up), s.toUpstream, s.toClient, func(err error) {
+		s.duration.Observe(time.Since(start).Seconds())
+		if err != nil && !isExpectedNetErr(err) {
+			s.cfg.Log.Debug().Err(err).Str("peer", peer).Str("remote", raw.RemoteAddr().String()).
+				Str("upstream", up.RemoteAddr().String()).Msg("connection ended with error")
+		}
+		s.open.Dec()
+		s.conns.done(raw)
+	})
+	s.conns.closeWith(raw, func() { sp.abort(errDrained) })
+	sp.start()
+	return true
 }
 
 // handshake runs the TLS handshake under HandshakeTimeout and a cap on

@@ -19,6 +19,7 @@ type Metrics struct {
 	handshakeFailures *prometheus.CounterVec
 	handshakeSeconds  *prometheus.HistogramVec
 	refused           *prometheus.CounterVec
+	parked            *prometheus.GaugeVec
 }
 
 // NewMetrics creates the proxy series and registers them with reg.
@@ -58,9 +59,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gateway_refused_connections_total",
 			Help: "Connections refused after accept, by direction and reason.",
 		}, []string{"direction", "reason"}),
+		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_parked_directions",
+			Help: "Directions of open connections idle long enough to have given up their goroutine and buffer, waiting in epoll, by direction.",
+		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.open, m.bytes,
-		m.handshakeFailures, m.handshakeSeconds, m.refused)
+		m.handshakeFailures, m.handshakeSeconds, m.refused, m.parked)
 	return m
 }
 

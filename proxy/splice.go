@@ -3,11 +3,13 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,83 +38,159 @@ func (s side) closeWrite() {
 
 // abort closes this side with a TCP reset where possible, so that a fault
 // on the other side (a reset, a timeout) reaches this peer as a fault and
-// not as a clean end of stream.
+// not as a clean end of stream. The TCP connection is closed first: a TLS
+// close would send close_notify (a clean end to the peer) and could wait
+// up to 5 s for room in a full send buffer, which an abort run by the
+// drain or the parker must not.
 func (s side) abort() {
 	if tc, ok := s.raw.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
-	s.conn.Close()
+	s.raw.Close()
+	if s.conn != s.raw {
+		s.conn.Close() // releases the TLS state; its alert fails on the closed socket
+	}
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 var errIdle = errors.New("idle timeout")
 
-// splicer copies both ways between a client and an upstream.
-type splicer struct {
-	idle       time.Duration // no bytes either way for this long ends the pair
-	toUpstream prometheus.Counter
-	toClient   prometheus.Counter
-	lastActive atomic.Int64 // unix nanos of the last byte either way
+// errDrained ends the connections still open at the drain deadline.
+var errDrained = fmt.Errorf("drain deadline: %w", net.ErrClosed)
 
-	client, upstream side
-	abortOnce        sync.Once
+// spliceOptions are what the splices of one server share.
+type spliceOptions struct {
+	idle      time.Duration // no bytes either way for this long ends the pair; 0: never
+	parkDelay time.Duration // no bytes read in one direction for this long parks it; 0: never
+	parker    *parker       // nil: never park
 }
 
-// run copies until both directions have ended, then closes both sides. A
-// clean end (EOF) in one direction is passed on as a half-close and the
-// other direction keeps flowing; an error in either direction aborts both
-// at once, so that neither waits on a peer that will never speak again.
-// It returns the first error other than a clean end.
-func (s *splicer) run(client, upstream side) error {
-	s.client, s.upstream = client, upstream
+// splicer copies both ways between a client and an upstream. Each
+// direction runs in a goroutine of its own while it carries bytes and is
+// parked (no goroutine, no buffer; see park.go) while it is idle. Nobody
+// waits on a splice: the last direction to end calls done.
+type splicer struct {
+	spliceOptions
+	client, upstream side
+	dirs             [2]direction    // client→upstream, upstream→client
+	done             func(err error) // once, after both directions ended
+	lastActive       atomic.Int64    // unix nanos of the last byte either way
+	aborted          atomic.Bool
+
+	mu      sync.Mutex
+	running int   // directions not ended yet
+	err     error // the first error, which aborted the pair
+}
+
+// direction is one way of a splice.
+type direction struct {
+	s        *splicer
+	src, dst *side
+	counter  prometheus.Counter
+	token    uint64 // while parked; guarded by the parker's mu
+}
+
+// newSplicer prepares a splice; start runs it. done gets nil when both
+// directions ended cleanly (EOF each way, passed on as half-closes) and
+// both sides are closed, else the first error, which aborted both sides
+// (so that neither waits on a peer that will never speak again).
+func newSplicer(o spliceOptions, client, upstream side, toUpstream, toClient prometheus.Counter, done func(error)) *splicer {
+	s := &splicer{spliceOptions: o, client: client, upstream: upstream, done: done, running: 2}
+	s.dirs[0] = direction{s: s, src: &s.client, dst: &s.upstream, counter: toUpstream}
+	s.dirs[1] = direction{s: s, src: &s.upstream, dst: &s.client, counter: toClient}
+	return s
+}
+
+// start copies both ways, each in a fresh goroutine (small stacks, not
+// the one the handshake grew), and returns at once.
+func (s *splicer) start() {
 	s.lastActive.Store(time.Now().UnixNano())
-	errc := make(chan error, 1)
-	go func() { errc <- s.copyOrAbort(upstream, client, s.toUpstream) }()
-	err := s.copyOrAbort(client, upstream, s.toClient)
-	if err2 := <-errc; err == nil {
-		err = err2
+	go s.dirs[0].run()
+	go s.dirs[1].run()
+}
+
+// abort closes both sides with a reset and ends the parked directions;
+// running ones end when their read or write fails on the closed socket.
+// cause becomes the splice's error unless it already has one. Safe to call
+// at any time, more than once, from any goroutine.
+func (s *splicer) abort(cause error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = cause
+	}
+	s.mu.Unlock()
+	if s.aborted.Swap(true) {
+		return
+	}
+	s.client.abort()
+	s.upstream.abort()
+	for i := range s.dirs {
+		if s.parker.take(&s.dirs[i]) {
+			s.end(nil)
+		}
+	}
+}
+
+// end records that one direction has ended; err aborts the pair.
+func (s *splicer) end(err error) {
+	if err != nil {
+		s.abort(err)
+	}
+	s.mu.Lock()
+	s.running--
+	last := s.running == 0
+	err = s.err
+	s.mu.Unlock()
+	if !last {
+		return
 	}
 	if err == nil {
-		client.conn.Close()
-		upstream.conn.Close()
+		s.client.conn.Close()
+		s.upstream.conn.Close()
 	}
-	return err
+	s.done(err)
 }
 
-func (s *splicer) copyOrAbort(dst, src side, counter prometheus.Counter) error {
-	err := s.copy(dst, src, counter)
-	if err != nil {
-		// The other direction may be blocked on either side: unblock it.
-		s.abortOnce.Do(func() {
-			s.client.abort()
-			s.upstream.abort()
-		})
-	}
-	return err
+// idleSince reports whether the pair has carried no byte for the idle
+// timeout at now.
+func (s *splicer) idleSince(now time.Time) bool {
+	return s.idle > 0 && now.Sub(time.Unix(0, s.lastActive.Load())) >= s.idle
 }
 
-// copy moves bytes from src to dst until src ends (then half-closes dst)
-// or fails.
-func (s *splicer) copy(dst, src side, counter prometheus.Counter) error {
+// run copies until the direction ends or parks.
+func (d *direction) run() {
+	if parked, err := d.copy(); !parked {
+		d.s.end(err)
+	}
+}
+
+// copy moves bytes from src to dst until src ends (then half-closes dst),
+// fails, or has been idle for the park delay and parks.
+func (d *direction) copy() (parked bool, err error) {
+	s, src, dst := d.s, d.src, d.dst
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	if s.idle > 0 {
-		src.conn.SetReadDeadline(time.Now().Add(s.idle))
+	canPark := s.parkDelay > 0 && s.parker != nil
+	lastRead := time.Now()
+	if s.idle > 0 || canPark {
+		src.conn.SetReadDeadline(s.readDeadline(lastRead, canPark))
 	}
 	for {
 		n, rerr := src.r.Read(buf)
 		if n > 0 {
-			s.lastActive.Store(time.Now().UnixNano())
+			now := time.Now()
+			lastRead = now
+			s.lastActive.Store(now.UnixNano())
 			if s.idle > 0 {
 				// A peer that stops reading must not hold us forever.
-				dst.conn.SetWriteDeadline(time.Now().Add(s.idle))
+				dst.conn.SetWriteDeadline(now.Add(s.idle))
 			}
 			if _, werr := dst.conn.Write(buf[:n]); werr != nil {
-				return werr
+				return false, werr
 			}
-			counter.Add(float64(n))
+			d.counter.Add(float64(n))
 		}
 		switch {
 		case rerr == nil:
@@ -121,17 +199,60 @@ func (s *splicer) copy(dst, src side, counter prometheus.Counter) error {
 			// close_notify (common, e.g. openssl s_client); treat it as
 			// the end of its stream.
 			dst.closeWrite()
-			return nil
-		case errors.Is(rerr, os.ErrDeadlineExceeded) && s.idle > 0:
+			return false, nil
+		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || canPark):
 			// The read deadline is per direction, idleness is per pair:
 			// keep waiting while the other direction is active.
-			last := time.Unix(0, s.lastActive.Load())
-			if time.Since(last) >= s.idle {
-				return errIdle
+			now := time.Now()
+			if s.idleSince(now) {
+				return false, errIdle
 			}
-			src.conn.SetReadDeadline(last.Add(s.idle))
+			if canPark && now.Sub(lastRead) >= s.parkDelay {
+				if d.park() {
+					return true, nil
+				}
+				canPark = false // this source cannot park: read on
+			}
+			src.conn.SetReadDeadline(s.readDeadline(lastRead, canPark))
 		default:
-			return rerr
+			return false, rerr
 		}
 	}
+}
+
+// readDeadline is when a read that has seen nothing since lastRead must
+// stop to check for the idle timeout or to park.
+func (s *splicer) readDeadline(lastRead time.Time, canPark bool) time.Time {
+	var t time.Time
+	if s.idle > 0 {
+		t = time.Unix(0, s.lastActive.Load()).Add(s.idle)
+	}
+	if p := lastRead.Add(s.parkDelay); canPark && (t.IsZero() || p.Before(t)) {
+		t = p
+	}
+	return t
+}
+
+// park hands the direction to the parker. It is called only after a read
+// that waited until its deadline, so nothing the source has received is
+// held above the socket: crypto/tls reads the socket only when it has no
+// complete record buffered (a partial one is fine: the socket becomes
+// readable when the rest arrives), and a sniffing reader returns what it
+// holds before it reads. After true the direction belongs to the parker.
+func (d *direction) park() bool {
+	if b, ok := d.src.r.(interface{ Buffered() int }); ok {
+		if b.Buffered() > 0 {
+			return false
+		}
+		d.src.r = d.src.conn // drained: drop the reader and its buffer
+	}
+	sc, ok := d.src.raw.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	return d.s.parker.park(d, rc)
 }

@@ -9,12 +9,13 @@ import (
 // tracker owns the open client connections of one listener set: it enforces
 // the connection limit, lets drain wait for them, and force-closes what is
 // left when the drain timeout expires. Connection goroutines call add before
-// they do anything and done when they are finished with the connection.
+// they do anything and done when they are finished with the connection; a
+// splice that outlives the goroutine that started it calls done when it ends.
 type tracker struct {
 	max int // 0: unlimited
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]func() // how drain closes each: Close, or its splice's abort
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -28,11 +29,22 @@ func (t *tracker) add(c net.Conn) bool {
 		return false
 	}
 	if t.conns == nil {
-		t.conns = make(map[net.Conn]struct{})
+		t.conns = make(map[net.Conn]func())
 	}
-	t.conns[c] = struct{}{}
+	t.conns[c] = func() { c.Close() }
 	t.wg.Add(1)
 	return true
+}
+
+// closeWith makes drain end c with abort instead of closing it: a splice
+// whose directions may be parked must be told, since closing a parked
+// socket wakes nobody.
+func (t *tracker) closeWith(c net.Conn, abort func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[c]; ok {
+		t.conns[c] = abort
+	}
 }
 
 func (t *tracker) done(c net.Conn) {
@@ -49,7 +61,7 @@ func (t *tracker) len() int {
 }
 
 // drain waits up to timeout for every connection to finish, then closes
-// the rest and waits for their goroutines. It returns how many it closed.
+// the rest and waits for them to be done. It returns how many it closed.
 func (t *tracker) drain(timeout time.Duration) int {
 	finished := make(chan struct{})
 	go func() { t.wg.Wait(); close(finished) }()
@@ -62,11 +74,15 @@ func (t *tracker) drain(timeout time.Duration) int {
 	}
 	t.mu.Lock()
 	t.closed = true
-	n := len(t.conns)
-	for c := range t.conns {
-		c.Close() // unblocks the connection's splice; its goroutine calls done
+	closers := make([]func(), 0, len(t.conns))
+	for _, close := range t.conns {
+		closers = append(closers, close)
 	}
 	t.mu.Unlock()
+	// Outside the lock: an abort may end its splice at once, which calls done.
+	for _, close := range closers {
+		close() // unblocks or ends the connection's splice, which calls done
+	}
 	<-finished
-	return n
+	return len(closers)
 }
