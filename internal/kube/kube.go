@@ -223,7 +223,11 @@ func (e *Env) startCluster(ctx context.Context, name, serviceCIDR string) (*Clus
 		// An issuer naming the cluster makes tokens of one cluster
 		// recognisably foreign to the other.
 		Set("service-account-issuer", "https://kubernetes.default.svc/"+name).
-		Set("api-audiences", "https://kubernetes.default.svc/"+name)
+		Set("api-audiences", "https://kubernetes.default.svc/"+name).
+		// On SIGTERM, end open watches within this grace period: without
+		// it the server waits for them up to its request timeout (60s),
+		// and StopAPIServer, like Stop, would kill it instead.
+		Set("shutdown-watch-termination-grace-period", "5s")
 	c := &Cluster{Name: name, plane: &envtest.ControlPlane{APIServer: api, Etcd: e.etcd}}
 	if err := api.Start(); err != nil {
 		return c, fmt.Errorf("kube: start kube-apiserver %s (log %s): %w", name, apiLog.Name(), err)

@@ -25,6 +25,8 @@
 //	env.East.AddUser("alice", "grp") // *rest.Config of a client-certificate user, RBAC applies
 //	env.East.CreateReadyPod(ctx, pod, ip) // pod Running+Ready at ip, as scheduler+kubelet would
 //	ns := kubetest.Namespace(t, env.East, env.West) // unique namespace in both, deleted after the test
+//	env.East.RestartAPIServer(ctx)   // or StopAPIServer, StartAPIServer: same address, certificates, users
+//	env.East.CompactEtcd(ctx)        // compact the shared etcd at its current revision
 //
 // Each cluster is one kube-apiserver (its own etcd prefix on a shared etcd,
 // RBAC, service-account signing so TokenRequest works, issuer
@@ -38,7 +40,9 @@
 // `go test`).
 //
 // Because the clusters are shared, tests work in namespaces of their own and
-// must not assume an empty cluster.
+// must not assume an empty cluster. A test that stops an API server or
+// compacts etcd disturbs every test of its package: such tests live in a
+// package of their own (internal/kubefaults).
 //
 // # Addresses
 //
