@@ -4,18 +4,14 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/mcgate/mcgate/internal/gatewaytest"
 	"github.com/mcgate/mcgate/internal/kubetest"
 	"github.com/mcgate/mcgate/internal/testbin"
 )
@@ -32,86 +29,6 @@ import (
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
 func mcgateBin(t *testing.T) string { return testbin.Mcgate(t) }
-
-func run(t *testing.T, stdin []byte, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return out
-}
-
-// gatewayProc is a gateway process that can be killed and started again.
-type gatewayProc struct {
-	t    *testing.T
-	args []string
-	log  string
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func (g *gatewayProc) start() {
-	g.t.Helper()
-	f, err := os.OpenFile(g.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	g.cmd = exec.Command(mcgateBin(g.t), g.args...)
-	g.cmd.Stdout, g.cmd.Stderr = f, f
-	if err := g.cmd.Start(); err != nil {
-		g.t.Fatal(err)
-	}
-	f.Close()
-	g.done = make(chan error, 1)
-	cmd := g.cmd
-	go func() { g.done <- cmd.Wait() }()
-}
-
-func (g *gatewayProc) kill() {
-	g.cmd.Process.Signal(syscall.SIGKILL)
-	<-g.done
-}
-
-// poll waits for cond, failing after timeout.
-func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
-}
-
-func echoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != msg {
-		return fmt.Errorf("echo %q, want %q", buf, msg)
-	}
-	return nil
-}
 
 // TestWestToEastThroughBothGateways is the multicluster guide end to end.
 func TestWestToEastThroughBothGateways(t *testing.T) {
@@ -121,39 +38,23 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 
-	manifests := run(t, nil, mc, "install")
-	for _, c := range []*kubetest.Cluster{env.East, env.West} {
-		run(t, manifests, "kubectl", "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
-	}
-	run(t, nil, mc, "identity", "anchor", "--out-cert", p("ca.crt"), "--out-key", p("ca.key"))
-	for _, c := range []string{"east", "west"} {
-		run(t, nil, mc, "identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"),
-			"--out-cert", p(c+"-issuer.crt"), "--out-key", p(c+"-issuer.key"))
-		run(t, nil, mc, "identity", "leaf", "--ca", p(c+"-issuer.crt"), "--ca-key", p(c+"-issuer.key"),
-			"--anchor", p("ca.crt"), "--out-dir", p(c+"-gw"))
-	}
+	gatewaytest.Install(t, env.East.Kubeconfig, env.West.Kubeconfig)
+	gatewaytest.Identities(t, dir, "east", "west")
 
 	eastIP, westIP := kubetest.HostIP(2).String(), kubetest.HostIP(3).String()
-	gw := func(c *kubetest.Cluster, ip string) *gatewayProc {
-		g := &gatewayProc{t: t, log: p(c.Name + ".log"), args: []string{"gateway", "--kubeconfig", c.Kubeconfig,
+	gw := func(c *kubetest.Cluster, ip string) *gatewaytest.Process {
+		g := &gatewaytest.Process{T: t, Log: p(c.Name + ".log"), Args: []string{"gateway", "--kubeconfig", c.Kubeconfig,
 			"--identity-dir", p(c.Name + "-gw"), "--cluster-name", c.Name,
 			"--listen-addr", ip + ":4143", "--admin-addr", ip + ":4191",
 			"--advertise-address", ip, "--egress-host", ip, "--log-level", "debug"}}
-		g.start()
-		t.Cleanup(func() {
-			g.cmd.Process.Signal(syscall.SIGTERM)
-			<-g.done
-			if t.Failed() {
-				b, _ := os.ReadFile(g.log)
-				t.Logf("%s gateway log:\n%s", c.Name, b)
-			}
-		})
+		g.Start()
+		g.StopAtCleanup(c.Name + " gateway")
 		return g
 	}
 	east := gw(env.East, eastIP)
 	gw(env.West, westIP)
 	for _, ip := range []string{eastIP, westIP} {
-		poll(t, 60*time.Second, ip+" ready", func() bool {
+		gatewaytest.Poll(t, 60*time.Second, ip+" ready", func() bool {
 			resp, err := http.Get("http://" + ip + ":4191/ready")
 			if err != nil {
 				return false
@@ -207,9 +108,9 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 		}
 	}
 
-	link := run(t, nil, mc, "link", "--kubeconfig", env.East.Kubeconfig, "--cluster-name", "east",
+	link := gatewaytest.Run(t, nil, mc, "link", "--kubeconfig", env.East.Kubeconfig, "--cluster-name", "east",
 		"--gateway-addresses", eastIP, "--gateway-port", "4143")
-	run(t, link, "kubectl", "--kubeconfig", env.West.Kubeconfig, "apply", "-f", "-")
+	gatewaytest.Run(t, link, "kubectl", "--kubeconfig", env.West.Kubeconfig, "apply", "-f", "-")
 
 	// mirrorEndpoint returns api-east's slice endpoint and its readiness.
 	mirrorEndpoint := func() (string, bool, bool) {
@@ -228,16 +129,16 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 		return "", false, false
 	}
 	var addr string
-	poll(t, 60*time.Second, "api-east mirrored with a ready endpoint that answers", func() bool {
+	gatewaytest.Poll(t, 60*time.Second, "api-east mirrored with a ready endpoint that answers", func() bool {
 		a, ready, ok := mirrorEndpoint()
 		addr = a
-		return ok && ready && echoOnce(a, "first bytes west→east") == nil
+		return ok && ready && gatewaytest.EchoOnce(a, "first bytes west→east") == nil
 	})
 	if !strings.HasPrefix(addr, westIP+":") {
 		t.Fatalf("mirror endpoint %s is not west's gateway %s", addr, westIP)
 	}
 	for i := range 5 {
-		if err := echoOnce(addr, fmt.Sprintf("request %d", i)); err != nil {
+		if err := gatewaytest.EchoOnce(addr, fmt.Sprintf("request %d", i)); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
@@ -266,15 +167,15 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 
 	// East's gateway dies: the probe marks the mirror's endpoint not ready;
 	// it comes back and the endpoint is ready and usable again.
-	east.kill()
-	poll(t, 90*time.Second, "endpoint not ready after east's gateway died", func() bool {
+	east.Kill()
+	gatewaytest.Poll(t, 90*time.Second, "endpoint not ready after east's gateway died", func() bool {
 		_, ready, ok := mirrorEndpoint()
 		return ok && !ready
 	})
-	east.start()
-	poll(t, 90*time.Second, "endpoint ready and answering after east's gateway restarted", func() bool {
+	east.Start()
+	gatewaytest.Poll(t, 90*time.Second, "endpoint ready and answering after east's gateway restarted", func() bool {
 		a, ready, ok := mirrorEndpoint()
-		return ok && ready && echoOnce(a, "after restart") == nil
+		return ok && ready && gatewaytest.EchoOnce(a, "after restart") == nil
 	})
 
 }

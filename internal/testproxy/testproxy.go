@@ -40,9 +40,9 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// Backend is a TCP server on 127.0.0.1 that counts its connections. It
-// closes its listener and every open connection when the test ends, and
-// waits for its goroutines.
+// Backend is a TCP server (on 127.0.0.1 unless given a listener) that
+// counts its connections. It closes its listener and every open connection
+// when the test ends, and waits for its goroutines.
 type Backend struct {
 	ln       net.Listener
 	Accepted atomic.Int64
@@ -68,6 +68,12 @@ func NewBackend(t testing.TB, serve func(net.Conn)) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeBackend(t, ln, serve)
+}
+
+// ServeBackend is NewBackend on a listener of the caller's (e.g. on an
+// address that may go into an EndpointSlice, which refuses loopback).
+func ServeBackend(t testing.TB, ln net.Listener, serve func(net.Conn)) *Backend {
 	b := &Backend{ln: ln}
 	var mu sync.Mutex
 	open := map[net.Conn]struct{}{}
