@@ -432,7 +432,7 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	}
 	r, err := startRemote(ctx, rc, cfg.Selector, secret.ResourceVersion, func(ns, n string) {
 		c.q.Add(key{kind: kService, link: name, ns: ns, name: n})
-	})
+	}, func(r *remote) { c.remoteHealthChanged(name, r) })
 	if err != nil {
 		c.credentialsFailed(name, err)
 		return err // retried with backoff; the old watcher keeps running
@@ -449,6 +449,36 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	c.statusLater(name)
 	c.resync(name)
 	return nil
+}
+
+// remoteHealthChanged runs when a Link's watcher starts or stops failing to
+// list or watch its cluster (the API server is down or unreachable). The
+// mirrors stay as they are meanwhile: the watcher's cache keeps the last
+// known state, and it resumes where it stopped. The Link's status and
+// mirror_remote_connected say so.
+func (c *controller) remoteHealthChanged(link string, r *remote) {
+	c.mu.Lock()
+	st := c.links[link]
+	current := st != nil && st.remote == r
+	var cluster string
+	var credErr error
+	if current {
+		cluster, credErr = st.cluster, st.credErr
+	}
+	c.mu.Unlock()
+	if !current {
+		return // a watcher being started or replaced: reconcileLink reports
+	}
+	if err := r.watchErr(); err != nil {
+		c.m.met.connected.WithLabelValues(cluster).Set(0)
+		c.m.log.Warn().Err(err).Str("link", link).Str("cluster", cluster).Msg("cannot watch linked cluster; keeping existing mirrors")
+	} else {
+		if credErr == nil {
+			c.m.met.connected.WithLabelValues(cluster).Set(1)
+		}
+		c.m.log.Info().Str("link", link).Str("cluster", cluster).Msg("watching linked cluster again")
+	}
+	c.statusLater(link)
 }
 
 func (c *controller) credentialsFailed(link string, err error) {

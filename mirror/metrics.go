@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_reconciles_total",
 			Help: "Reconciles of mirror keys by result."}, []string{"result"}),
 		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mirror_remote_connected",
-			Help: "1 when the Link's cluster watcher runs with working credentials."}, []string{"cluster"}),
+			Help: "1 when the Link's cluster watcher runs with working credentials and can list and watch the cluster."}, []string{"cluster"}),
 		egressUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mirror_egress_ports_in_use",
 			Help: "Egress ports allocated to mirrored service ports."}),
 	}

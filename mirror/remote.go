@@ -8,8 +8,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -50,12 +53,21 @@ type remote struct {
 	slices        cache.SharedIndexInformer
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
+
+	// failing holds, per resource, the error that started the current run
+	// of failed list or watch calls; onHealth runs when it turns empty or
+	// non-empty.
+	healthMu sync.Mutex
+	failing  map[string]error
+	onHealth func(*remote)
 }
 
 // startRemote checks the credentials with one list call, then runs the
 // informers and waits for them to sync. handler receives "<ns>/<name>" of
-// every remote Service whose mirror may need work.
-func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector, secretVersion string, handler func(ns, name string)) (*remote, error) {
+// every remote Service whose mirror may need work; onHealth runs when the
+// watcher starts or stops failing to reach the cluster (see watchErr).
+func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector, secretVersion string,
+	handler func(ns, name string), onHealth func(*remote)) (*remote, error) {
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("remote client: %w", err)
@@ -67,11 +79,11 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 	if _, err := client.CoreV1().Services("").List(cctx, metav1.ListOptions{Limit: 1, LabelSelector: selector.String()}); err != nil {
 		return nil, fmt.Errorf("list remote services: %w", err)
 	}
-	r := &remote{secretVersion: secretVersion, selector: selector.String()}
-	r.services = newInformer(cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", "", func(o *metav1.ListOptions) {
+	r := &remote{secretVersion: secretVersion, selector: selector.String(), failing: map[string]error{}, onHealth: onHealth}
+	r.services = newInformer(r.reporting("services", cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", "", func(o *metav1.ListOptions) {
 		o.LabelSelector = selector.String()
-	}), &corev1.Service{}, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	r.slices = cache.NewSharedIndexInformer(cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter),
+	})), &corev1.Service{}, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	r.slices = cache.NewSharedIndexInformer(r.reporting("endpointslices", cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter)),
 		&discoveryv1.EndpointSlice{}, 0, cache.Indexers{indexByService: sliceServiceKey})
 	_ = r.slices.SetTransform(reduceSlice)
 
@@ -120,6 +132,63 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 func (r *remote) stop() {
 	r.cancel()
 	r.wg.Wait()
+}
+
+// reporting makes lw record the outcome of each list and watch call. A
+// reflector retries a refused watch with backoff, forever and silently (it
+// resumes from its resourceVersion once the server is back, without a
+// relist), and its cache stays as it was: without this, a remote API server
+// that is down or unreachable would look healthy in the Link's status and
+// metrics while its mirrors go stale.
+func (r *remote) reporting(resource string, lw *cache.ListWatch) *cache.ListWatch {
+	listFn, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := listFn(ctx, o)
+		r.record(ctx, resource, err)
+		return obj, err
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		r.record(ctx, resource, err)
+		return w, err
+	}
+	// Callers of the context-free methods fall back to the functions above.
+	lw.ListFunc, lw.WatchFunc = nil, nil
+	return lw
+}
+
+func (r *remote) record(ctx context.Context, resource string, err error) {
+	// Stopping, or an expired resourceVersion (the reflector relists, which
+	// is how a watch recovers from compaction): neither says the cluster is
+	// unreachable.
+	if ctx.Err() != nil || (err != nil && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err))) {
+		return
+	}
+	r.healthMu.Lock()
+	wasFailing := len(r.failing) > 0
+	if err == nil {
+		delete(r.failing, resource)
+	} else if r.failing[resource] == nil {
+		r.failing[resource] = fmt.Errorf("%s: %w", resource, err)
+	}
+	changed := wasFailing != (len(r.failing) > 0)
+	r.healthMu.Unlock()
+	if changed && r.onHealth != nil {
+		r.onHealth(r)
+	}
+}
+
+// watchErr says why listing or watching the remote cluster fails, or nil
+// while it works.
+func (r *remote) watchErr() error {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	for _, res := range []string{"services", "endpointslices"} {
+		if err := r.failing[res]; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reduceSlice keeps what hasReady needs: the owning service and each

@@ -51,6 +51,10 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 		setCond(ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error()+"; still watching with the previous credentials")
 	case st.credErr != nil:
 		setCond(ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error())
+	case st.remote != nil && st.remote.watchErr() != nil:
+		// Unreachable: whether the credentials still work is unknown.
+		setCond(ConditionCredentials, metav1.ConditionUnknown, "WatchFailing",
+			"cannot watch the cluster ("+st.remote.watchErr().Error()+"); keeping the existing mirrors")
 	case st.remote != nil:
 		setCond(ConditionCredentials, metav1.ConditionTrue, "Connected", "")
 	}
