@@ -52,7 +52,19 @@ func (s side) abort() {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// Copy buffers. A direction starts with a small buffer, enough for requests
+// and answers, and moves to a large one once a read fills the small one
+// (bulk data), so connections that carry little cost little while they are
+// active; parked directions hold none.
+const (
+	smallBufSize = 4 << 10
+	largeBufSize = 32 << 10
+)
+
+var (
+	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
+	largeBufPool = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+)
 
 var errIdle = errors.New("idle timeout")
 
@@ -169,8 +181,9 @@ func (d *direction) run() {
 // fails, or has been idle for the park delay and parks.
 func (d *direction) copy() (parked bool, err error) {
 	s, src, dst := d.s, d.src, d.dst
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	pool := &smallBufPool
+	bp := pool.Get().(*[]byte)
+	defer func() { pool.Put(bp) }()
 	buf := *bp
 	canPark := s.parkDelay > 0 && s.parker != nil
 	lastRead := time.Now()
@@ -191,6 +204,12 @@ func (d *direction) copy() (parked bool, err error) {
 				return false, werr
 			}
 			d.counter.Add(float64(n))
+			if n == len(buf) && pool == &smallBufPool {
+				pool.Put(bp)
+				pool = &largeBufPool
+				bp = pool.Get().(*[]byte)
+				buf = *bp
+			}
 		}
 		switch {
 		case rerr == nil:
