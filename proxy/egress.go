@@ -93,10 +93,10 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 	e := &EgressSet{cfg: cfg, m: cfg.Metrics.orNew(), listeners: map[string]*egressListener{}, ctx: ctx, cancel: cancel}
 	e.conns.max = cfg.MaxConns
 	var err error
-	if e.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, e.m.parked.WithLabelValues(Egress)); err != nil {
+	if e.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, cfg.Log, e.m.parked.WithLabelValues(Egress)); err != nil {
 		// Out of descriptors at start, most likely: serve without parking.
 		cfg.Log.Warn().Err(err).Msg("egress: idle connections will not be parked")
-		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, nil)
+		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, cfg.Log, nil)
 	}
 	return e
 }

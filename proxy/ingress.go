@@ -103,7 +103,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 			return nil, fmt.Errorf("proxy: ingress: %w", err)
 		}
 	}
-	if s.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, s.m.parked.WithLabelValues(Ingress)); err != nil {
+	if s.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, cfg.Log, s.m.parked.WithLabelValues(Ingress)); err != nil {
 		if cfg.Listener == nil {
 			s.ln.Close()
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 )
 
 // Parking: an idle direction of a splice gives up its goroutine and its
@@ -37,6 +38,7 @@ var errParkerClosed = errors.New("proxy: parker closed with connections parked")
 // and calls close after its drain. A nil *parker never parks.
 type parker struct {
 	ep    *epoll
+	log   zerolog.Logger
 	gauge prometheus.Gauge
 	sweep time.Duration // how often pairs parked past their idle timeout are looked for; 0: never
 
@@ -49,7 +51,7 @@ type parker struct {
 // newParker opens the parker's epoll descriptor. sweep is how often it
 // looks for parked pairs past their idle timeout (0: never). It returns
 // nil (never park) where the platform has no epoll.
-func newParker(gauge prometheus.Gauge, sweep time.Duration) (*parker, error) {
+func newParker(log zerolog.Logger, gauge prometheus.Gauge, sweep time.Duration) (*parker, error) {
 	ep, err := openEpoll()
 	if errors.Is(err, errNoEpoll) {
 		return nil, nil
@@ -57,7 +59,7 @@ func newParker(gauge prometheus.Gauge, sweep time.Duration) (*parker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &parker{ep: ep, gauge: gauge, sweep: sweep, parked: make(map[uint64]*direction)}, nil
+	return &parker{ep: ep, log: log, gauge: gauge, sweep: sweep, parked: make(map[uint64]*direction)}, nil
 }
 
 // sweepInterval is how often a parker looks for pairs idle past idle: an
@@ -146,12 +148,39 @@ func (p *parker) run() {
 	}
 	for {
 		if err := p.ep.wait(nextSweep, p.wake); err != nil {
-			return // closed
+			p.failed(err)
+			return
 		}
 		if !nextSweep.IsZero() && !time.Now().Before(nextSweep) {
 			p.sweepIdle()
 			nextSweep = time.Now().Add(p.sweep)
 		}
+	}
+}
+
+// failed stops parking after the epoll descriptor failed or was closed.
+// Unless close did it, the parked directions resume in goroutines of
+// their own and read on as if they had never parked: a broken parker
+// costs memory, never connections.
+func (p *parker) failed(err error) {
+	p.mu.Lock()
+	closing := p.stopping
+	p.stopping = true
+	var left []*direction
+	if !closing {
+		for tok, d := range p.parked {
+			delete(p.parked, tok)
+			left = append(left, d)
+		}
+	}
+	p.mu.Unlock()
+	if closing {
+		return
+	}
+	p.log.Error().Err(err).Int("resumed", len(left)).Msg("parker failed: idle connections are no longer parked")
+	for _, d := range left {
+		p.gauge.Dec()
+		go d.run()
 	}
 }
 
@@ -206,10 +235,10 @@ func (p *parker) parkedLen() int {
 // newSpliceOptions makes the options of one server's splices, with a
 // parker when parkDelay > 0 (and the platform has epoll). Negative
 // durations disable what they time.
-func newSpliceOptions(idle, parkDelay time.Duration, gauge prometheus.Gauge) (spliceOptions, error) {
+func newSpliceOptions(idle, parkDelay time.Duration, log zerolog.Logger, gauge prometheus.Gauge) (spliceOptions, error) {
 	o := spliceOptions{idle: max(idle, 0), parkDelay: max(parkDelay, 0)}
 	if o.parkDelay > 0 {
-		p, err := newParker(gauge, sweepInterval(o.idle))
+		p, err := newParker(log, gauge, sweepInterval(o.idle))
 		if err != nil {
 			return spliceOptions{}, err
 		}

@@ -38,12 +38,18 @@ func (t *tracker) add(c net.Conn) bool {
 
 // closeWith makes drain end c with abort instead of closing it: a splice
 // whose directions may be parked must be told, since closing a parked
-// socket wakes nobody.
+// socket wakes nobody. Past the drain deadline it aborts at once: the
+// drain may have closed c before it knew to abort.
 func (t *tracker) closeWith(c net.Conn, abort func()) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.conns[c]; ok {
+	_, ok := t.conns[c]
+	if ok {
 		t.conns[c] = abort
+	}
+	late := t.closed
+	t.mu.Unlock()
+	if ok && late {
+		abort()
 	}
 }
 
