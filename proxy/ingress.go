@@ -182,9 +182,17 @@ func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 	sni := tc.ConnectionState().ServerName
 
 	// Reading a header or an HTTP authority waits on the client: bound it.
+	// The reader that keeps what was read for the backend is made only
+	// when routing reads: SNI routing needs none, and saves its buffer.
 	tc.SetReadDeadline(time.Now().Add(s.cfg.RouteTimeout))
-	br := bufio.NewReaderSize(tc, sniffBufferSize)
-	dest, reason, err := s.destination(tc.ConnectionState(), br)
+	var br *bufio.Reader
+	reader := func() *bufio.Reader {
+		if br == nil {
+			br = bufio.NewReaderSize(tc, sniffBufferSize)
+		}
+		return br
+	}
+	dest, reason, err := s.destination(tc.ConnectionState(), reader)
 	if err != nil {
 		s.refuse(tc, peer, sni, reason, err)
 		tc.Close()
@@ -204,7 +212,11 @@ func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 		return false
 	}
 	s.requests.Inc()
-	sp := newSplicer(s.splice, side{r: br, conn: tc, raw: raw}, plainSide(up), s.toUpstream, s.toClient, func(err error) {
+	client := side{r: tc, conn: tc, raw: raw}
+	if br != nil {
+		client.r = br
+	}
+	sp := newSplicer(s.splice, client, plainSide(up), s.toUpstream, s.toClient, func(err error) {
 		s.duration.Observe(time.Since(start).Seconds())
 		if err != nil && !isExpectedNetErr(err) {
 			s.cfg.Log.Debug().Err(err).Str("peer", peer).Str("remote", raw.RemoteAddr().String()).
@@ -266,9 +278,9 @@ func evictAge(timeout time.Duration) time.Duration {
 // destination picks the target in the design's order: transport header
 // (when ALPN negotiated it), then an SNI naming a service, then the HTTP
 // authority of the first request.
-func (s *IngressServer) destination(cs tls.ConnectionState, br *bufio.Reader) (Destination, string, error) {
+func (s *IngressServer) destination(cs tls.ConnectionState, reader func() *bufio.Reader) (Destination, string, error) {
 	if cs.NegotiatedProtocol == TransportHeaderALPN {
-		h, err := ReadTransportHeader(br)
+		h, err := ReadTransportHeader(reader())
 		if err != nil {
 			return Destination{}, "bad_transport_header", err
 		}
@@ -288,7 +300,7 @@ func (s *IngressServer) destination(cs tls.ConnectionState, br *bufio.Reader) (D
 	if d, err := ParseServiceName(cs.ServerName, s.cfg.ClusterDomain); err == nil {
 		return d, "", nil
 	}
-	authority, err := SniffAuthority(br)
+	authority, err := SniffAuthority(reader())
 	if err != nil {
 		return Destination{}, "no_target", err
 	}
