@@ -39,11 +39,14 @@ type key struct {
 
 // linkState is the leader's view of one Link.
 type linkState struct {
-	name       string
-	cluster    string
-	cfg        *LinkConfig // nil while the Link is invalid
-	invalid    error
-	credErr    error
+	name    string
+	cluster string
+	cfg     *LinkConfig // nil while the Link is invalid
+	invalid error
+	credErr error // the credentials were refused or unusable
+	// connErr: the last watcher start could not reach the cluster, so
+	// whether the credentials work is unknown (not the same as credErr).
+	connErr    error
 	remote     *remote
 	cfgKey     string                   // fingerprint of cfg: a change re-checks every mirror
 	gatewayIPs []string                 // resolved gatewayAddress (direct mode)
@@ -151,10 +154,17 @@ func (c *controller) next(ctx context.Context) bool {
 		return true
 	}
 	c.m.met.reconciles.WithLabelValues("error").Inc()
-	if ctx.Err() == nil {
-		c.m.log.Warn().Err(err).Str("link", k.link).Str("namespace", k.ns).Str("name", k.name).Msg("reconcile failed; will retry")
-		c.q.AddRateLimited(k)
+	if ctx.Err() != nil {
+		return true
 	}
+	var later retryAfter
+	if errors.As(err, &later) {
+		c.q.Forget(k)
+		c.q.AddAfter(k, later.after)
+		return true
+	}
+	c.m.log.Warn().Err(err).Str("link", k.link).Str("namespace", k.ns).Str("name", k.name).Msg("reconcile failed; will retry")
+	c.q.AddRateLimited(k)
 	return true
 }
 
@@ -433,13 +443,20 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	r, err := startRemote(ctx, rc, cfg.Selector, secret.ResourceVersion, func(ns, n string) {
 		c.q.Add(key{kind: kService, link: name, ns: ns, name: n})
 	}, func(r *remote) { c.remoteHealthChanged(name, r) })
+	if err != nil && unreachable(err) {
+		c.unreachable(name, err)
+		// A fixed, short retry: the rate limiter's backoff would grow to
+		// minutes while the cluster is down, delaying the first watch after
+		// it is back. The old watcher, if any, keeps running.
+		return retryAfter{err, unreachableRetry}
+	}
 	if err != nil {
 		c.credentialsFailed(name, err)
 		return err // retried with backoff; the old watcher keeps running
 	}
 	c.mu.Lock()
 	old := st.remote
-	st.remote, st.credErr = r, nil
+	st.remote, st.credErr, st.connErr = r, nil, nil
 	c.mu.Unlock()
 	if old != nil {
 		old.stop()
@@ -449,51 +466,6 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	c.statusLater(name)
 	c.resync(name)
 	return nil
-}
-
-// remoteHealthChanged runs when a Link's watcher starts or stops failing to
-// list or watch its cluster (the API server is down or unreachable). The
-// mirrors stay as they are meanwhile: the watcher's cache keeps the last
-// known state, and it resumes where it stopped. The Link's status and
-// mirror_remote_connected say so.
-func (c *controller) remoteHealthChanged(link string, r *remote) {
-	c.mu.Lock()
-	st := c.links[link]
-	current := st != nil && st.remote == r
-	var cluster string
-	var credErr error
-	if current {
-		cluster, credErr = st.cluster, st.credErr
-	}
-	c.mu.Unlock()
-	if !current {
-		return // a watcher being started or replaced: reconcileLink reports
-	}
-	if err := r.watchErr(); err != nil {
-		c.m.met.connected.WithLabelValues(cluster).Set(0)
-		c.m.log.Warn().Err(err).Str("link", link).Str("cluster", cluster).Msg("cannot watch linked cluster; keeping existing mirrors")
-	} else {
-		if credErr == nil {
-			c.m.met.connected.WithLabelValues(cluster).Set(1)
-		}
-		c.m.log.Info().Str("link", link).Str("cluster", cluster).Msg("watching linked cluster again")
-	}
-	c.statusLater(link)
-}
-
-func (c *controller) credentialsFailed(link string, err error) {
-	c.mu.Lock()
-	st := c.links[link]
-	changed := st.credErr == nil || st.credErr.Error() != err.Error()
-	st.credErr = err
-	cluster := st.cluster
-	c.mu.Unlock()
-	c.m.met.connected.WithLabelValues(cluster).Set(0)
-	if changed {
-		c.m.log.Error().Err(err).Str("link", link).Msg("bad credentials for linked cluster; keeping existing mirrors")
-		c.event(link, corev1.EventTypeWarning, "CredentialsInvalid", err.Error())
-	}
-	c.statusLater(link)
 }
 
 // teardownLink stops a deleted Link's watcher and deletes its mirrors

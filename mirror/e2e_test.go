@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -115,12 +116,32 @@ func (f *fixture) kubeconfig(good bool) []byte {
 	return out
 }
 
-func (f *fixture) putSecret(good bool) {
+// kubeconfigVia returns east's admin kubeconfig with the server moved to
+// server (a forwarder's URL).
+func (f *fixture) kubeconfigVia(server string) []byte {
+	f.t.Helper()
+	kc, err := clientcmd.Load(f.kubeconfig(true))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, c := range kc.Clusters {
+		c.Server = server
+	}
+	out, err := clientcmd.Write(*kc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+func (f *fixture) putSecret(good bool) { f.t.Helper(); f.putSecretData(f.kubeconfig(good)) }
+
+func (f *fixture) putSecretData(kubeconfig []byte) {
 	f.t.Helper()
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cluster-credentials-" + f.cluster, Namespace: f.mcNS},
 		Type:       SecretType,
-		Data:       map[string][]byte{SecretKey: f.kubeconfig(good)},
+		Data:       map[string][]byte{SecretKey: kubeconfig},
 	}
 	c := f.env.West.Client.CoreV1().Secrets(f.mcNS)
 	if _, err := c.Update(f.t.Context(), s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
@@ -557,6 +578,40 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	eventually(t, "old watcher still mirrors", func() (bool, string) {
 		_, err := f.westService("api2-" + f.cluster)
 		return err == nil, fmt.Sprint(err)
+	})
+}
+
+// TestE2EUnreachableCluster: a cluster that cannot be reached when the
+// mirror starts is not reported as bad credentials, and is tried again
+// until it answers, with no change to the Link or its Secret.
+func TestE2EUnreachableCluster(t *testing.T) {
+	f := newFixture(t)
+	f.createRemote(exportedService("api", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), true)
+	u, err := url.Parse(f.env.East.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := kubetest.NewForwarder(t, u.Host)
+	fwd.Cut()
+	f.putSecretData(f.kubeconfigVia(fwd.URL()))
+	f.createLink(nil)
+	f.startMirror("replica-a")
+	eventually(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
+		c := linkCondition(f.getLink(), ConditionCredentials)
+		return c != nil && c.Status == metav1.ConditionUnknown && c.Reason == "Unreachable" &&
+			strings.Contains(c.Message, "connection refused"), fmt.Sprintf("%+v", c)
+	})
+	if _, err := f.westService("api-" + f.cluster); !apierrors.IsNotFound(err) {
+		t.Fatalf("mirrored while unreachable: %v", err)
+	}
+	fwd.Restore()
+	eventually(t, "mirrored once reachable", func() (bool, string) {
+		_, err := f.westService("api-" + f.cluster)
+		return err == nil, fmt.Sprint(err)
+	})
+	eventually(t, "Credentials=True", func() (bool, string) {
+		c := linkCondition(f.getLink(), ConditionCredentials)
+		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
 }
 

@@ -55,8 +55,14 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 		// Unreachable: whether the credentials still work is unknown.
 		setCond(ConditionCredentials, metav1.ConditionUnknown, "WatchFailing",
 			"cannot watch the cluster ("+st.remote.watchErr().Error()+"); keeping the existing mirrors")
+	case st.remote != nil && st.connErr != nil:
+		setCond(ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
+			"cannot check the new credentials ("+st.connErr.Error()+"); still watching with the previous ones")
 	case st.remote != nil:
 		setCond(ConditionCredentials, metav1.ConditionTrue, "Connected", "")
+	case st.connErr != nil:
+		setCond(ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
+			"cannot reach the cluster ("+st.connErr.Error()+"); keeping the existing mirrors, retrying")
 	}
 	if st.cfg != nil && st.cfg.Probe.Path != "" && len(st.cfg.GatewayHosts) > 0 {
 		if c.m.cfg.Health.Alive(st.cfg.Cluster) {

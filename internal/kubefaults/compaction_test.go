@@ -68,7 +68,7 @@ func TestEtcdCompactionForcesRelist(t *testing.T) {
 	ctx := t.Context()
 	u, err := url.Parse(f.env.East.Config.Host)
 	f.must(err)
-	fwd := newForwarder(t, u.Host)
+	fwd := kubetest.NewForwarder(t, u.Host)
 	f.eastGateway()
 	f.westGateway(0)
 	for i := range 10 {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/mcgate/mcgate/internal/kubetest"
 )
 
 // The remote API server's outage lasts this long (issue 7: a minute).
@@ -112,7 +114,7 @@ func TestRemotePathCut(t *testing.T) {
 	ctx := t.Context()
 	u, err := url.Parse(f.env.East.Config.Host)
 	f.must(err)
-	fwd := newForwarder(t, u.Host)
+	fwd := kubetest.NewForwarder(t, u.Host)
 	f.eastGateway()
 	f.westGateway(0)
 	for i := range 6 {
