@@ -1,12 +1,13 @@
 // Package gatewaytest holds what tests share that run the real mcgate
 // binary as users do: a command runner, the install and identities of a
 // multicluster setup, a gateway process that can be killed and started
-// again, a polling wait and a one-shot echo client.
+// again, polling waits and a one-shot echo client.
 // Import it from _test.go files only.
 package gatewaytest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -121,43 +122,129 @@ func (g *Process) StopAtCleanup(name string) {
 	g.T.Cleanup(func() {
 		g.Stop()
 		if g.T.Failed() {
-			b, _ := os.ReadFile(g.Log)
-			g.T.Logf("%s log:\n%s", name, b)
+			g.T.Logf("%s log:\n%s", name, g.LogTail(0))
 		}
 	})
+}
+
+// cleanTail is how much of its log StopCleanlyAtCleanup shows: a long
+// run's whole log would drown the failure.
+const cleanTail = 32 << 10
+
+// StopCleanlyAtCleanup is StopAtCleanup for a process whose clean exit is
+// part of the test: when the test ends it sends SIGTERM and fails the test
+// if the process exits with an error (a -race build that found a race
+// exits 66) or is still running after within (it is then killed). It shows
+// the last 32 KiB of the log. A process the test killed must have been
+// started again.
+func (g *Process) StopCleanlyAtCleanup(name string, within time.Duration) {
+	g.T.Cleanup(func() {
+		g.cmd.Process.Signal(syscall.SIGTERM)
+		timeout := time.NewTimer(within)
+		defer timeout.Stop()
+		select {
+		case <-g.exited:
+			if g.err != nil {
+				g.T.Errorf("%s exited with %v:\n%s", name, g.err, g.LogTail(cleanTail))
+				return
+			}
+		case <-timeout.C:
+			g.Kill()
+			g.T.Errorf("%s did not stop within %v of SIGTERM:\n%s", name, within, g.LogTail(cleanTail))
+			return
+		}
+		if g.T.Failed() {
+			g.T.Logf("%s log (tail):\n%s", name, g.LogTail(cleanTail))
+		}
+	})
+}
+
+// Exited reports whether the process has exited, and how: a test waiting
+// for it to become ready stops waiting for a process that died.
+func (g *Process) Exited() (bool, error) {
+	select {
+	case <-g.exited:
+		return true, g.err
+	default:
+		return false, nil
+	}
+}
+
+// LogTail returns the last n bytes of the process's log (0: all of it).
+func (g *Process) LogTail(n int) string {
+	b, _ := os.ReadFile(g.Log)
+	if n > 0 && len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 // Poll waits for cond, checking every 100 ms, failing t after timeout.
 func Poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	err := Retry(timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+	if err != nil {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
+var errNotYet = errors.New("not yet")
+
+// WaitFor is Poll for a cond that says what is still wrong: a timeout
+// fails t with cond's last answer.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := Retry(timeout, cond); err != nil {
+		t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+	}
+}
+
+// Retry calls cond every 100 ms until it returns nil, or returns cond's
+// last error after timeout: WaitFor's loop, for callers that report the
+// failure themselves.
+func Retry(timeout time.Duration, cond func() error) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for !cond() {
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
 		select {
 		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			return err
 		case <-tick.C:
 		}
 	}
 }
 
 // EchoOnce sends msg over a new connection to addr and checks that the
-// same bytes come back.
-func EchoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+// same bytes come back, within 2 s to connect and 5 s for the exchange.
+func EchoOnce(addr, msg string) error { return EchoOnceWithin(addr, msg, 2*time.Second, 5*time.Second) }
+
+// EchoOnceWithin is EchoOnce with the caller's timeouts for connecting
+// and for the exchange: a long run on a busy machine through
+// race-instrumented gateways needs more than EchoOnce allows.
+func EchoOnceWithin(addr, msg string, dialTimeout, ioTimeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, dialTimeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(ioTimeout))
 	if _, err := io.WriteString(c, msg); err != nil {
 		return err
 	}
 	buf := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
+		return fmt.Errorf("read echo: %w", err)
 	}
 	if string(buf) != msg {
 		return fmt.Errorf("echo %q, want %q", buf, msg)

@@ -6,92 +6,52 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mcgate/mcgate/internal/gatewaytest"
 	"github.com/mcgate/mcgate/internal/kubetest"
-	"github.com/mcgate/mcgate/internal/testbin"
 )
 
 // gateway is one `mcgate gateway` process with the mirror, on ip: ingress
 // on :4143, egress listeners on ip, admin (with pprof, to force a GC
 // before measuring the heap) on :4191.
 type gateway struct {
-	name, ip, log string
-	cmd           *exec.Cmd
-	done          chan error
+	*gatewaytest.Process
+	name, ip string
 	// admin has no keep-alive: an idle scrape connection would be an open
 	// fd of the gateway's in one sample and not in the next.
 	admin *http.Client
 }
 
+// shownLog is how much of a gateway's log a failure shows, as much as
+// StopCleanlyAtCleanup shows: a long soak's whole log would drown it.
+const shownLog = 32 << 10
+
+// startGateway starts the gateway of c and waits until it is ready. When
+// the test ends it must stop cleanly within 30 s of SIGTERM: a race
+// detected in a -race build shows as exit status 66.
 func startGateway(t *testing.T, c *kubetest.Cluster, ip, identityDir string) *gateway {
 	t.Helper()
-	g := &gateway{name: c.Name, ip: ip, log: filepath.Join(t.TempDir(), c.Name+".log"), done: make(chan error, 1),
-		admin: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
-	f, err := os.Create(g.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	g.cmd = exec.Command(testbin.Mcgate(t), "gateway", "--kubeconfig", c.Kubeconfig,
-		"--identity-dir", identityDir, "--cluster-name", c.Name,
-		"--listen-addr", ip+":4143", "--admin-addr", ip+":4191", "--pprof",
-		"--advertise-address", ip, "--egress-host", ip, "--drain-timeout", "5s")
-	g.cmd.Stdout, g.cmd.Stderr = f, f
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { g.done <- g.cmd.Wait() }()
-	t.Cleanup(func() { g.stop(t) })
-	waitFor(t, 60*time.Second, c.Name+" gateway ready", func() error {
-		select {
-		case err := <-g.done:
-			g.done <- err
-			t.Fatalf("%s gateway exited (%v):\n%s", c.Name, err, g.logTail())
-		default:
+	g := &gateway{name: c.Name, ip: ip,
+		admin: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		Process: &gatewaytest.Process{T: t, Log: filepath.Join(t.TempDir(), c.Name+".log"),
+			Args: []string{"gateway", "--kubeconfig", c.Kubeconfig,
+				"--identity-dir", identityDir, "--cluster-name", c.Name,
+				"--listen-addr", ip + ":4143", "--admin-addr", ip + ":4191", "--pprof",
+				"--advertise-address", ip, "--egress-host", ip, "--drain-timeout", "5s"}}}
+	g.Start()
+	g.StopCleanlyAtCleanup(c.Name+" gateway", 30*time.Second)
+	gatewaytest.WaitFor(t, 60*time.Second, c.Name+" gateway ready", func() error {
+		if exited, err := g.Exited(); exited {
+			t.Fatalf("%s gateway exited (%v):\n%s", c.Name, err, g.LogTail(shownLog))
 		}
 		return g.get("/ready", io.Discard)
 	})
 	return g
-}
-
-// stop sends SIGTERM and waits: a clean exit is part of the test (a race
-// detected in a -race build shows as exit status 66).
-func (g *gateway) stop(t *testing.T) {
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-g.done:
-		if err != nil {
-			t.Errorf("%s gateway exited with %v:\n%s", g.name, err, g.logTail())
-			return
-		}
-	case <-time.After(30 * time.Second):
-		g.cmd.Process.Kill()
-		<-g.done
-		t.Errorf("%s gateway did not stop within 30 s of SIGTERM:\n%s", g.name, g.logTail())
-		return
-	}
-	if t.Failed() {
-		t.Logf("%s gateway log (tail):\n%s", g.name, g.logTail())
-	}
-}
-
-// logTail is the end of the gateway's log: a long soak's whole log would
-// drown the failure.
-func (g *gateway) logTail() string {
-	b, _ := os.ReadFile(g.log)
-	const keep = 32 << 10
-	if len(b) > keep {
-		b = b[len(b)-keep:]
-	}
-	return string(b)
 }
 
 func (g *gateway) get(path string, w io.Writer) error {
@@ -185,32 +145,4 @@ const (
 
 func (r resources) within(base resources) bool {
 	return r.goroutines <= base.goroutines+goroutineSlack && r.fds <= base.fds+fdSlack && r.heap <= base.heap+heapSlack
-}
-
-// waitFor polls cond every 200 ms until it returns nil, failing t after
-// within with cond's last answer, which says what is still wrong.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	if err := poll(within, cond); err != nil {
-		t.Fatalf("timed out after %v waiting for %s: %v", within, what, err)
-	}
-}
-
-// poll is waitFor's loop, for callers that report the failure themselves.
-func poll(within time.Duration, cond func() error) error {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-deadline.C:
-			return err
-		case <-tick.C:
-		}
-	}
 }

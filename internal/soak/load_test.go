@@ -8,76 +8,19 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
-	"github.com/mcgate/mcgate/internal/testproxy"
+	"github.com/mcgate/mcgate/internal/gatewaytest"
 )
 
-// startBackend serves testproxy.Echo on addr, which must be a 198.18.0.x
-// address: EndpointSlices refuse loopback, so testproxy's backends on
-// 127.0.0.1 cannot be exported. It closes every connection and waits for
-// its goroutines when the test ends.
-func startBackend(t *testing.T, addr string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		open = map[net.Conn]struct{}{}
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() { mu.Lock(); delete(open, c); mu.Unlock(); c.Close() }()
-				testproxy.Echo(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-}
-
-// ioTimeout bounds each exchange: generous, the machine is busy and the
-// gateways may be race-instrumented; a stall past it is a failure.
+// ioTimeout bounds each connect and exchange: generous, the machine is
+// busy and the gateways may be race-instrumented; a stall past it is a
+// failure.
 const ioTimeout = 15 * time.Second
 
 // echoOnce is one new connection: connect, send msg, read it back, close.
 func echoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, ioTimeout)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(ioTimeout))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return err
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		return fmt.Errorf("read echo: %w", err)
-	}
-	if string(got) != msg {
-		return fmt.Errorf("echo %q, want %q", got, msg)
-	}
-	return nil
+	return gatewaytest.EchoOnceWithin(addr, msg, ioTimeout, ioTimeout)
 }
 
 // loadResult counts the connections of a load run.

@@ -1,12 +1,10 @@
 package soak
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,9 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/mcgate/mcgate/internal/gatewaytest"
 	"github.com/mcgate/mcgate/internal/kubetest"
 	"github.com/mcgate/mcgate/internal/testbin"
 	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testproxy"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -124,7 +124,7 @@ func TestMirrorSoak(t *testing.T) {
 	// The mirror catches up with the churn's last state, then with no
 	// churned service at all.
 	finalMirrors := 0
-	waitFor(t, convergeLimit, "west's mirrors to match east's exported services after the churn", func() error {
+	gatewaytest.WaitFor(t, convergeLimit, "west's mirrors to match east's exported services after the churn", func() error {
 		mirrors, ports, err := mirrorsMatch(ctx, env.East.Client, env.West.Client, ns)
 		if err != nil {
 			return err
@@ -135,7 +135,7 @@ func TestMirrorSoak(t *testing.T) {
 	if err := churn.deleteAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, convergeLimit, "west's mirrors to drop every churned service", func() error {
+	gatewaytest.WaitFor(t, convergeLimit, "west's mirrors to drop every churned service", func() error {
 		mirrors, ports, err := mirrorsMatch(ctx, env.East.Client, env.West.Client, ns)
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func TestMirrorSoak(t *testing.T) {
 	var after [2]resources
 	settled := [2]bool{}
 	for i, g := range gws {
-		err := poll(settleLimit, func() error {
+		err := gatewaytest.Retry(settleLimit, func() error {
 			r, err := g.sample()
 			if err != nil {
 				return err
@@ -206,11 +206,7 @@ func TestMirrorSoak(t *testing.T) {
 // reaches api through both gateways.
 func linkedGateways(t *testing.T, env *kubetest.Env) ([2]*gateway, string, string) {
 	ctx := t.Context()
-	mc := testbin.Mcgate(t)
-	manifests := run(t, nil, mc, "install")
-	for _, c := range []*kubetest.Cluster{env.East, env.West} {
-		run(t, manifests, "kubectl", "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
-	}
+	gatewaytest.Install(t, env.East.Kubeconfig, env.West.Kubeconfig)
 	ca := testpki.New(t)
 	westCA := &testpki.CA{Anchor: ca.Anchor, Issuer: testpki.NewIssuer(t, ca.Anchor)}
 	const sa, saNS = "linkerd-gateway", "linkerd-multicluster"
@@ -221,9 +217,15 @@ func linkedGateways(t *testing.T, env *kubetest.Env) ([2]*gateway, string, strin
 	}
 
 	ns := kubetest.Namespace(t, env.East, env.West)
+	// The echo backend listens on a host address: EndpointSlices refuse
+	// loopback, so testproxy's backends on 127.0.0.1 cannot be exported.
 	backend := kubetest.HostIP(20)
-	startBackend(t, backend.String()+":8080")
-	_, err := env.East.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+	ln, err := net.Listen("tcp", backend.String()+":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testproxy.ServeBackend(t, ln, testproxy.Echo)
+	_, err = env.East.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns, Labels: map[string]string{exportLabel: "true"}},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
 	}, metav1.CreateOptions{})
@@ -242,12 +244,12 @@ func linkedGateways(t *testing.T, env *kubetest.Env) ([2]*gateway, string, strin
 		t.Fatal(err)
 	}
 
-	link := run(t, nil, mc, "link", "--kubeconfig", env.East.Kubeconfig, "--cluster-name", linkName,
+	link := gatewaytest.Run(t, nil, testbin.Mcgate(t), "link", "--kubeconfig", env.East.Kubeconfig, "--cluster-name", linkName,
 		"--gateway-addresses", eastIP, "--gateway-port", "4143")
-	run(t, link, "kubectl", "--kubeconfig", env.West.Kubeconfig, "apply", "-f", "-")
+	gatewaytest.Run(t, link, "kubectl", "--kubeconfig", env.West.Kubeconfig, "apply", "-f", "-")
 
 	var steady string
-	waitFor(t, 90*time.Second, "api-east mirrored in west with a ready endpoint that answers", func() error {
+	gatewaytest.WaitFor(t, 90*time.Second, "api-east mirrored in west with a ready endpoint that answers", func() error {
 		slices, err := env.West.Client.DiscoveryV1().EndpointSlices(ns).List(ctx,
 			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=api-" + linkName})
 		if err != nil {
@@ -313,19 +315,4 @@ func appendFile(path, s string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// run runs a command with stdin and returns its stdout, failing t with its
-// stderr.
-func run(t *testing.T, stdin []byte, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return out
 }
