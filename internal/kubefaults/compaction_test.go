@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -66,16 +65,8 @@ func restartAll(ctx context.Context, clusters ...*kubetest.Cluster) error {
 func TestEtcdCompactionForcesRelist(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	u, err := url.Parse(f.env.East.Config.Host)
-	f.must(err)
-	fwd := kubetest.NewForwarder(t, u.Host)
-	f.eastGateway()
-	f.westGateway(0)
-	for i := range 10 {
-		f.must(f.export(ctx, fmt.Sprintf("svc%d", i)))
-	}
-	f.link(fwd.URL())
-	before := f.converged(90 * time.Second)
+	fwd := f.eastForwarder()
+	before := f.linked(10, fwd.URL())
 	seen, err := f.env.East.Client.CoreV1().Services(f.ns).List(ctx, metav1.ListOptions{})
 	f.must(err)
 	rv := seen.ResourceVersion // the mirror has seen at least this much

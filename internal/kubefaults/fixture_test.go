@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -426,4 +427,27 @@ func keptUIDs(t *testing.T, before, after mirrors) {
 			t.Errorf("mirror %s was recreated: UID %s → %s", n, uid, s.UID)
 		}
 	}
+}
+
+// linked starts both gateways, exports svc0 to svc<n-1> in east, links west
+// to east through server ("": east's own URL) and returns the mirrors once
+// they have converged.
+func (f *fixture) linked(n int, server string) mirrors {
+	f.t.Helper()
+	f.eastGateway()
+	f.westGateway(0)
+	for i := range n {
+		f.must(f.export(f.t.Context(), fmt.Sprintf("svc%d", i)))
+	}
+	f.link(server)
+	return f.converged(90 * time.Second)
+}
+
+// eastForwarder puts a forwarder in front of east's API server, for a Link
+// whose path to east the test can cut.
+func (f *fixture) eastForwarder() *kubetest.Forwarder {
+	f.t.Helper()
+	u, err := url.Parse(f.env.East.Config.Host)
+	f.must(err)
+	return kubetest.NewForwarder(f.t, u.Host)
 }

@@ -75,13 +75,7 @@ func (f *fixture) holder() string {
 func TestLocalAPIServerRestarted(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	f.eastGateway()
-	f.westGateway(0)
-	for i := range 5 {
-		f.must(f.export(ctx, fmt.Sprintf("svc%d", i)))
-	}
-	f.link("")
-	before := f.converged(90 * time.Second)
+	before := f.linked(5, "")
 	var addrs []string // of the services that stay exported (svc1 goes)
 	for _, n := range []string{"svc0", "svc2", "svc3", "svc4"} {
 		addrs = append(addrs, f.endpoint(before, n))

@@ -2,13 +2,9 @@ package kubefaults
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"net/url"
 	"testing"
 	"time"
-
-	"github.com/mcgate/mcgate/internal/kubetest"
 )
 
 // The remote API server's outage lasts this long (issue 7: a minute).
@@ -46,13 +42,7 @@ func (f *fixture) holdOutage(since time.Time, d time.Duration, snap mirrors) {
 func TestRemoteAPIServerStopped(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	f.eastGateway()
-	f.westGateway(0)
-	for i := range 6 {
-		f.must(f.export(ctx, fmt.Sprintf("svc%d", i)))
-	}
-	f.link("")
-	before := f.converged(90 * time.Second)
+	before := f.linked(6, "")
 	f.watchReported(westGatewayHost, false, 30*time.Second)
 	t.Logf("east's API server before the outage (counted since it started): %v", readAPICounts(t, f.env.East))
 
@@ -112,16 +102,8 @@ func TestRemoteAPIServerStopped(t *testing.T) {
 func TestRemotePathCut(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	u, err := url.Parse(f.env.East.Config.Host)
-	f.must(err)
-	fwd := kubetest.NewForwarder(t, u.Host)
-	f.eastGateway()
-	f.westGateway(0)
-	for i := range 6 {
-		f.must(f.export(ctx, fmt.Sprintf("svc%d", i)))
-	}
-	f.link(fwd.URL())
-	before := f.converged(90 * time.Second)
+	fwd := f.eastForwarder()
+	before := f.linked(6, fwd.URL())
 	f.watchReported(westGatewayHost, false, 30*time.Second)
 	start := readAPICounts(t, f.env.East)
 	t.Logf("east's API server before the cut (since it started): %v", start)
