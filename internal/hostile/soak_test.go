@@ -61,12 +61,14 @@ func TestSoak(t *testing.T) {
 	var (
 		wg               sync.WaitGroup
 		newConns, failed atomic.Int64
-		firstErr         atomic.Value
-		idleConns        atomic.Int64
+		// A pointer, not an atomic.Value: errors of different concrete
+		// types would make Value.CompareAndSwap panic.
+		firstErr  atomic.Pointer[error]
+		idleConns atomic.Int64
 	)
 	fail := func(err error) {
 		failed.Add(1)
-		firstErr.CompareAndSwap(nil, err)
+		firstErr.CompareAndSwap(nil, &err)
 	}
 	// New connections: through the tunnel, and straight to the ingress.
 	for i := range 3 {
@@ -153,7 +155,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	if failed.Load() > 0 {
-		t.Errorf("%d connections failed under soak load (first: %v)", failed.Load(), firstErr.Load())
+		t.Errorf("%d connections failed under soak load (first: %v)", failed.Load(), *firstErr.Load())
 	}
 	if !settled() {
 		t.Errorf("resources did not return to baseline within 15 s: baseline %v, after %v (slack %d goroutines, %d fds, %d MiB)",
