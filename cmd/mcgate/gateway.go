@@ -38,6 +38,7 @@ type gatewayOptions struct {
 	routeTimeout     time.Duration
 	dialTimeout      time.Duration
 	idleTimeout      time.Duration
+	parkDelay        time.Duration
 	drainTimeout     time.Duration
 	maxConns         int
 	maxHandshakes    int
@@ -72,6 +73,7 @@ func newGatewayCmd() *cobra.Command {
 	f.DurationVar(&o.routeTimeout, "route-timeout", 10*time.Second, "deadline for reading the transport header or HTTP authority")
 	f.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "backend or remote gateway connect deadline")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", time.Hour, "close connections with no bytes either way for this long (0: 1h, negative: never)")
+	f.DurationVar(&o.parkDelay, "park-delay", time.Second, "a connection direction that carried no byte this long waits in epoll without a goroutine or buffer (negative: never)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long open connections may finish")
 	f.IntVar(&o.maxConns, "max-conns", 10000, "open client connections per direction")
 	f.IntVar(&o.maxHandshakes, "max-handshakes", 1000, "concurrent unauthenticated (handshaking) connections")
@@ -109,6 +111,11 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	}
 	if o.staticConfig != "" && o.mirror.kubeconfig != "" {
 		return errors.New("gateway: --static-config and --kubeconfig exclude each other: the static file replaces Kubernetes")
+	}
+	if n, err := applyContainerMemoryLimit(); err != nil {
+		log.Warn().Err(err).Msg("no soft memory limit from the container")
+	} else if n > 0 {
+		log.Info().Int64("bytes", n).Msg("soft memory limit: 90% of the container's")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -148,7 +155,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		ListenAddr: o.listenAddr, TLS: identity.ServerTLSConfig(src), Authorize: authz.Authorize,
 		Router: router, ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
-		IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
+		IdleTimeout: o.idleTimeout, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes, MaxHandshakesPerSource: o.maxPerSource,
 		Log: log.With().Str("component", "ingress").Logger(), Metrics: metrics,
 	})
@@ -156,7 +163,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		return err
 	}
 	egress := proxy.NewEgress(proxy.EgressConfig{
-		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, DrainTimeout: o.drainTimeout,
+		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
 	})
 	tlsFor := newEgressTLS(src)
