@@ -147,3 +147,39 @@ func TestLinkConfigDefaults(t *testing.T) {
 		t.Fatalf("period %v, %v", c, err)
 	}
 }
+
+// FuzzLinkConfig feeds arbitrary YAML/JSON documents through the Link
+// decoder and validation, as a Link written by anyone who may write Links
+// reaches the mirror: no panic, and whatever validates is usable as is.
+func FuzzLinkConfig(f *testing.F) {
+	f.Add([]byte(linkerdLink))
+	f.Add([]byte(`{"apiVersion":"multicluster.linkerd.io/v1alpha3","kind":"Link","metadata":{"name":"x"},"spec":{"targetClusterName":"east","gatewayPort":"gateway","probeSpec":{"period":"-1s"}}}`))
+	f.Add([]byte(`{"spec":{"targetClusterName":"EAST","gatewayAddress":",,","selector":{"matchExpressions":[{"key":"a","operator":"Bogus"}]}}}`))
+	f.Add([]byte(`{"spec":{"targetClusterName":"east","gatewayPort":"70000","probeSpec":{"port":"0","failureThreshold":"-3","timeout":"1y"}}}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var obj map[string]any
+		if err := yaml.Unmarshal(doc, &obj); err != nil || obj == nil {
+			return
+		}
+		l, err := LinkFromUnstructured(&unstructured.Unstructured{Object: obj})
+		if err != nil {
+			return
+		}
+		c, err := l.Config()
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Config error %v (%T) names no field", err, err)
+			}
+			return
+		}
+		switch {
+		case c.GatewayPort < 1 || c.GatewayPort > 65535:
+			t.Fatalf("valid Link with gateway port %d", c.GatewayPort)
+		case c.Probe.Path != "" && (c.Probe.Port < 1 || c.Probe.Port > 65535 || c.Probe.Period <= 0 || c.Probe.Timeout <= 0 || c.Probe.FailureThreshold < 1):
+			t.Fatalf("valid Link with probe %+v", c.Probe)
+		case c.Selector == nil:
+			t.Fatal("valid Link without a selector")
+		}
+	})
+}
