@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,15 +62,24 @@ func (p *pki) leaf(t *testing.T, cluster, sa, ns string) string {
 	return out
 }
 
-// freePort returns a port free on ip now.
+// freePort returns an address on ip whose port is free now, for a gateway
+// process to bind a moment later. The port is taken below the kernel's
+// ephemeral range (32768 and up): a port 0 listener would get one from that
+// range, where any test's outgoing connection may take it as its source
+// port before the gateway binds it (seen in CI: "address already in use").
 func freePort(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		addr := net.JoinHostPort(ip, strconv.Itoa(20000+rand.IntN(12000)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken: try another
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port on %s below the ephemeral range", ip)
+	return ""
 }
 
 // proc is a running gateway process.
