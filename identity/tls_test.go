@@ -200,21 +200,8 @@ func TestLinkerdDNSOnlyLeaf(t *testing.T) {
 // back to a full one, which lets a peer with a new leaf through and refuses
 // one without.
 func TestSessionsAfterRotation(t *testing.T) {
-	// A foreign client (a Linkerd proxy, say) keeps its sessions whatever
-	// its own anchors do; plainCache makes ours behave like one, so the
-	// server's side is what is tested.
-	plainCache := func(cfg *tls.Config) *tls.Config {
-		c := cfg.Clone()
-		c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-		return c
-	}
 	t.Run("server drops the anchor, client has a new leaf", func(t *testing.T) {
-		p := newPair(t, nil, nil)
-		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
-		s := startServer(t, cfg)
-		clientCfg := plainCache(identity.ClientTLSConfig(p.cli, p.gateway))
-		resume(t, s, clientCfg, resumed)
-		drain(offers)
+		p, s, clientCfg, resumed, offers := resumedForeignClient(t)
 
 		next := testpki.New(t)
 		writeDir(t, p.srvDir, next, next.Leaf(t, gatewaySA, gatewayNS, identity.CertOptions{}))
@@ -227,12 +214,7 @@ func TestSessionsAfterRotation(t *testing.T) {
 		wantFallback(t, offers, resumed, cs)
 	})
 	t.Run("server drops the anchor, client has the old leaf", func(t *testing.T) {
-		p := newPair(t, nil, nil)
-		cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
-		s := startServer(t, cfg)
-		clientCfg := plainCache(identity.ClientTLSConfig(p.cli, p.gateway))
-		resume(t, s, clientCfg, resumed)
-		drain(offers)
+		p, s, clientCfg, resumed, offers := resumedForeignClient(t)
 
 		// The client trusts the new anchor too but has no new leaf yet.
 		next := testpki.New(t)
@@ -323,6 +305,22 @@ func TestSessionsAfterRotation(t *testing.T) {
 		default:
 		}
 	})
+}
+
+// resumedForeignClient starts a server and a client that has resumed a
+// session with it once. The client keeps its sessions whatever its own
+// anchors do, as a foreign client (a Linkerd proxy, say) does, so that the
+// server's side of a rotation is what is tested.
+func resumedForeignClient(t *testing.T) (p *pair, s *server, clientCfg *tls.Config, resumed, offers <-chan bool) {
+	t.Helper()
+	p = newPair(t, nil, nil)
+	cfg, resumed, offers := recordSessions(identity.ServerTLSConfig(p.srv))
+	s = startServer(t, cfg)
+	clientCfg = identity.ClientTLSConfig(p.cli, p.gateway).Clone()
+	clientCfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	resume(t, s, clientCfg, resumed)
+	drain(offers)
+	return p, s, clientCfg, resumed, offers
 }
 
 func drain(ch <-chan bool) {
