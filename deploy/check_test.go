@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testproxy"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/probe"
 )
@@ -84,19 +85,7 @@ func serveAdmin(t *testing.T, addr string, g prometheus.Gatherer, ready func() e
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := probe.NewAdmin(probe.AdminConfig{Listener: ln, Gatherer: g, Ready: ready, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("admin %s: %v", addr, err)
-		}
-	})
+	testproxy.ServeAdmin(t, ln, probe.AdminConfig{Gatherer: g, Ready: ready})
 }
 
 // failing returns the failed (not OK, not warning) check names with details.

@@ -1,7 +1,6 @@
-package probe
+package probe_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,31 +10,19 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
+
+	"github.com/mcgate/mcgate/internal/testproxy"
+	"github.com/mcgate/mcgate/probe"
 )
 
 // startAdmin runs an admin server on a loopback port until the test ends.
-func startAdmin(t *testing.T, cfg AdminConfig) string {
+func startAdmin(t *testing.T, cfg probe.AdminConfig) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listener, cfg.Log = ln, zerolog.Nop()
-	a, err := NewAdmin(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("admin Run: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return testproxy.ServeAdmin(t, ln, cfg)
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -61,8 +48,8 @@ func TestAdminPaths(t *testing.T) {
 		}
 		return nil
 	}
-	full := startAdmin(t, AdminConfig{Gatherer: reg, Ready: ready, Pprof: true})
-	probeOnly := startAdmin(t, AdminConfig{Gatherer: reg, Ready: ready, Pprof: true, ProbeOnly: true})
+	full := startAdmin(t, probe.AdminConfig{Gatherer: reg, Ready: ready, Pprof: true})
+	probeOnly := startAdmin(t, probe.AdminConfig{Gatherer: reg, Ready: ready, Pprof: true, ProbeOnly: true})
 
 	for _, tt := range []struct {
 		base, path string

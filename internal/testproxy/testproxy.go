@@ -6,6 +6,7 @@ package testproxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/probe"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -237,4 +239,27 @@ func NewGateway(t testing.TB, ca *testpki.CA, router proxy.Router, allow []strin
 		t.Fatal(err)
 	}
 	return g
+}
+
+// ServeAdmin runs a probe.Admin (the gateway's admin server) on ln until
+// the test ends, failing the test if Run returns an error, and returns its
+// base URL.
+func ServeAdmin(t testing.TB, ln net.Listener, cfg probe.AdminConfig) string {
+	t.Helper()
+	cfg.Listener, cfg.Log = ln, zerolog.Nop()
+	a, err := probe.NewAdmin(cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("admin %s: %v", ln.Addr(), err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
