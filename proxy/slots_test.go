@@ -34,6 +34,9 @@ func TestIngressHandshakeEviction(t *testing.T) {
 		c.Write([]byte{0x16, 0x03, 0x01}) // the start of a record, then silence
 		slow = append(slow, c)
 	}
+	// Slots are taken in each connection's goroutine: wait until the slow
+	// ones hold both, or a newcomer scheduled first could take one.
+	eventually(t, "slow clients in their handshakes", func() bool { return gw.HandshakesInProgress() == 2 })
 	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	// Until the slow ones are old enough (5 s here), newcomers are refused.
 	eventually(t, "slow handshakes hold both slots", func() bool {
