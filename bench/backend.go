@@ -196,12 +196,55 @@ func (d *dialer) dial(ctx context.Context) (net.Conn, bool, error) {
 	if !d.t.TLS {
 		return c, false, nil
 	}
-	tc := tls.Client(c, d.cfg)
+	tc := tls.Client(&batchConn{Conn: c}, d.cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
 		return nil, false, fmt.Errorf("handshake with %s: %w", d.t.Addr, err)
 	}
 	return tc, tc.ConnectionState().DidResume, nil
+}
+
+// batchConn lets writeBatched send the TLS records of one large write with
+// one syscall: crypto/tls writes each 16 KiB record with its own, which
+// makes the load generator's core, not the proxy's, the bound of bulk cells.
+type batchConn struct {
+	net.Conn
+	mu      sync.Mutex
+	holding bool
+	held    []byte
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.holding {
+		return b.Conn.Write(p)
+	}
+	b.held = append(b.held, p...)
+	return len(p), nil
+}
+
+// writeBatched writes p to c, a connection from dialer.dial, gathering its
+// TLS records into one syscall.
+func writeBatched(c net.Conn, p []byte) error {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		_, err := c.Write(p)
+		return err
+	}
+	bc := tc.NetConn().(*batchConn)
+	bc.mu.Lock()
+	bc.holding = true
+	bc.mu.Unlock()
+	_, err := tc.Write(p)
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	bc.holding = false
+	if err == nil {
+		_, err = bc.Conn.Write(bc.held)
+	}
+	bc.held = bc.held[:0]
+	return err
 }
 
 // isClosed tells the errors a run's own shutdown causes from real ones.

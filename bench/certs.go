@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -212,9 +214,7 @@ func tlsConfigs(p *pki) (client, server *tls.Config, err error) {
 		MinVersion:         tls.VersionTLS13,
 		CurvePreferences:   []tls.CurveID{tls.X25519},
 		InsecureSkipVerify: true, // replaced by VerifyConnection: SNI is not the certificate's name
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyChain(cs.PeerCertificates, roots, gwIdentity, x509.ExtKeyUsageServerAuth)
-		},
+		VerifyConnection:   verifyOnce(roots, gwIdentity, x509.ExtKeyUsageServerAuth),
 	}
 	server = &tls.Config{
 		Certificates:     []tls.Certificate{sc},
@@ -224,6 +224,33 @@ func tlsConfigs(p *pki) (client, server *tls.Config, err error) {
 		ClientCAs:        roots,
 	}
 	return client, server, nil
+}
+
+// verifyOnce verifies each distinct server chain once and remembers the
+// result, as mcgate's own identity package does for its peers. The load
+// generator shares a core with the backends and does the client half of every
+// handshake; without this it spends a chain verification (an ECDSA verify and
+// chain building) per connection that the proxy under test does not, and
+// becomes the bottleneck before the fastest proxies do. Every handshake still
+// checks the server's CertificateVerify signature, so the peer proves it holds
+// the key each time.
+func verifyOnce(roots *x509.CertPool, dnsName string, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
+	var verified sync.Map // sha256 of the chain's DER → struct{}
+	return func(cs tls.ConnectionState) error {
+		h := sha256.New()
+		for _, c := range cs.PeerCertificates {
+			h.Write(c.Raw)
+		}
+		key := [sha256.Size]byte(h.Sum(nil))
+		if _, ok := verified.Load(key); ok {
+			return nil
+		}
+		if err := verifyChain(cs.PeerCertificates, roots, dnsName, usage); err != nil {
+			return err
+		}
+		verified.Store(key, struct{}{})
+		return nil
+	}
 }
 
 func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, dnsName string, usage x509.ExtKeyUsage) error {

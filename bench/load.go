@@ -60,9 +60,17 @@ type result struct {
 	FirstErr string
 	Resumed  float64 // fraction of resumed handshakes
 	RSS      int64   // proxy RSS at the end of an idle run (bytes)
-	Load     float64 // 1-minute load average when the cell started
-	Hist     *hdrhistogram.Histogram
-	Note     string
+	// CPU is the user+system time the proxy processes used in the measured
+	// window (0 for direct). Unlike the rate, which the load generator's
+	// core can cap, it says how much work the proxy spent per unit.
+	CPU time.Duration
+	// PerUnit is CPU per unit of the headline in µs: per connection, per
+	// request or per MB; NaN without a proxy process.
+	PerUnit float64
+	Window  time.Duration // the measured window's length
+	Load    float64       // 1-minute load average when the cell started
+	Hist    *hdrhistogram.Histogram
+	Note    string
 }
 
 func (r *result) pct(q float64) float64 {
@@ -98,6 +106,10 @@ func runScenario(ctx context.Context, sc scenario, inst *instance, d *dialer, be
 	now := time.Now()
 	w := window{start: now.Add(o.Warmup), end: now.Add(o.Warmup + o.Duration)}
 	var e errs
+	cpu := func() time.Duration { return 0 }
+	if sc.Kind != "idle" {
+		cpu = cpuDuring(ctx, inst.pids(), w)
+	}
 	switch sc.Kind {
 	case "handshake":
 		handshakes(ctx, sc, d, w, res, &e)
@@ -117,7 +129,24 @@ func runScenario(ctx context.Context, sc scenario, inst *instance, d *dialer, be
 		res.Unit = "KiB/conn"
 	}
 	res.Errors, res.FirstErr = e.n.Load(), e.first
+	res.CPU, res.PerUnit, res.Window = cpu(), math.NaN(), o.Duration
+	if units := res.Value * o.Duration.Seconds(); sc.Kind != "idle" && len(inst.pids()) > 0 && units > 0 {
+		res.PerUnit = float64(res.CPU.Microseconds()) / units
+	}
 	return res
+}
+
+// cpuDuring samples the CPU time of pids at the start and end of the
+// measured window; the returned function waits for the second sample.
+func cpuDuring(ctx context.Context, pids []int, w window) func() time.Duration {
+	done := make(chan time.Duration, 1)
+	go func() {
+		sleepUntil(ctx, w.start)
+		c0 := treeCPU(pids)
+		sleepUntil(ctx, w.end)
+		done <- treeCPU(pids) - c0
+	}()
+	return func() time.Duration { return <-done }
 }
 
 // handshakes: closed loop, each op a new connection, a 64 B echo and a close.
@@ -194,7 +223,7 @@ func bulk(ctx context.Context, sc scenario, d *dialer, be *backends, w window, r
 			conns = append(conns, c)
 			mu.Unlock()
 			for ctx.Err() == nil {
-				if _, err := c.Write(buf); err != nil {
+				if err := writeBatched(c, buf); err != nil {
 					if ctx.Err() == nil && !isClosed(err) {
 						e.add(err)
 					}

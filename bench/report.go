@@ -38,7 +38,18 @@ type metric struct {
 	Fmt      string
 }
 
-func value(r *result) float64 { return r.Value }
+func value(r *result) float64   { return r.Value }
+func perUnit(r *result) float64 { return r.PerUnit }
+
+// busy is the share of one core the proxy used in the measured window: near
+// 100 on the one-core table means the proxy was the bound, below it the load
+// generator was.
+func busy(r *result) float64 {
+	if math.IsNaN(r.PerUnit) {
+		return math.NaN()
+	}
+	return 100 * r.CPU.Seconds() / r.Window.Seconds()
+}
 func pctOf(q float64) func(*result) float64 {
 	return func(r *result) float64 { return r.pct(q) }
 }
@@ -52,14 +63,20 @@ func metrics() []metric {
 		{"handshake: conn/s", "handshake", true, value, "%.0f"},
 		{"handshake: p50 (ms)", "handshake", false, msOf(50), "%.2f"},
 		{"handshake: p99 (ms)", "handshake", false, msOf(99), "%.2f"},
+		{"handshake: proxy CPU per conn (µs)", "handshake", false, perUnit, "%.0f"},
+		{"handshake: proxy core busy (%)", "handshake", false, busy, "%.0f"},
 		{"resume: conn/s", "resume", true, value, "%.0f"},
 		{"resume: resumed (%)", "resume", true, func(r *result) float64 { return 100 * r.Resumed }, "%.0f"},
+		{"resume: proxy CPU per conn (µs)", "resume", false, perUnit, "%.0f"},
 		{"bulk1: MB/s", "bulk1", true, value, "%.0f"},
+		{"bulk1: proxy CPU per MB (µs)", "bulk1", false, perUnit, "%.0f"},
+		{"bulk1: proxy core busy (%)", "bulk1", false, busy, "%.0f"},
 		{"bulk8: MB/s", "bulk8", true, value, "%.0f"},
 		{"rr1: ops/s", "rr1", true, value, "%.0f"},
 		{"rr1: p50 (µs)", "rr1", false, pctOf(50), "%.0f"},
 		{"rr1: p99 (µs)", "rr1", false, pctOf(99), "%.0f"},
 		{"rr1: p99.9 (µs)", "rr1", false, pctOf(99.9), "%.0f"},
+		{"rr1: proxy CPU per request (µs)", "rr1", false, perUnit, "%.1f"},
 		{"rr32: ops/s", "rr32", true, value, "%.0f"},
 		{"rr32: p99 (µs)", "rr32", false, pctOf(99), "%.0f"},
 		{"rate: achieved ops/s", "rate", true, value, "%.0f"},
@@ -70,6 +87,7 @@ func metrics() []metric {
 		{"t-connect: conn/s", "t-connect", true, value, "%.0f"},
 		{"t-connect: p99 (ms)", "t-connect", false, msOf(99), "%.2f"},
 		{"t-bulk1: MB/s", "t-bulk1", true, value, "%.0f"},
+		{"t-bulk1: proxy CPU per MB, both sides (µs)", "t-bulk1", false, perUnit, "%.0f"},
 		{"t-rr1: ops/s", "t-rr1", true, value, "%.0f"},
 		{"t-rr1: p99 (µs)", "t-rr1", false, pctOf(99), "%.0f"},
 	}
@@ -276,7 +294,7 @@ func (rep *report) targets() []string {
 }
 
 var csvHeader = []string{"table", "system", "scenario", "unit", "value", "ops", "errors", "p50_us", "p90_us", "p99_us", "p999_us",
-	"max_us", "resumed", "rss_bytes", "load1", "note", "first_error"}
+	"max_us", "resumed", "rss_bytes", "cpu_s", "cpu_us_per_unit", "load1", "note", "first_error"}
 
 func (rep *report) csvRows() [][]string {
 	rows := [][]string{csvHeader}
@@ -293,7 +311,7 @@ func (rep *report) csvRows() [][]string {
 		}
 		rows = append(rows, []string{r.Table, r.System, r.Scenario, r.Unit, f(r.Value), strconv.FormatInt(r.Ops, 10),
 			strconv.FormatInt(r.Errors, 10), f(r.pct(50)), f(r.pct(90)), f(r.pct(99)), f(r.pct(99.9)), f(mx),
-			f(r.Resumed), strconv.FormatInt(r.RSS, 10), f(r.Load), r.Note, firstLine(r.FirstErr)})
+			f(r.Resumed), strconv.FormatInt(r.RSS, 10), f(r.CPU.Seconds()), f(r.PerUnit), f(r.Load), r.Note, firstLine(r.FirstErr)})
 	}
 	return rows
 }

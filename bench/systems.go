@@ -290,9 +290,9 @@ func tail(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// treeRSS sums VmRSS (bytes) of the given processes and all their
-// descendants: nginx and HAProxy keep their connections in workers.
-func treeRSS(roots []int) int64 {
+// tree returns the given processes and all their descendants: nginx and
+// HAProxy keep their connections in workers.
+func tree(roots []int) []int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, d := range ents {
@@ -300,20 +300,12 @@ func treeRSS(roots []int) int64 {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			f := strings.Fields(s[i+1:])
-			if len(f) > 1 {
-				pp, _ := strconv.Atoi(f[1])
-				children[pp] = append(children[pp], pid)
-			}
+		if f := statFields(pid); len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], pid)
 		}
 	}
-	var total int64
+	var out []int
 	seen := map[int]bool{}
 	queue := append([]int(nil), roots...)
 	for len(queue) > 0 {
@@ -323,10 +315,52 @@ func treeRSS(roots []int) int64 {
 			continue
 		}
 		seen[pid] = true
-		total += vmRSS(pid)
+		out = append(out, pid)
 		queue = append(queue, children[pid]...)
 	}
+	return out
+}
+
+// statFields are the fields of /proc/pid/stat after the command name, so
+// f[0] is the state (field 3 of proc(5)), f[1] the parent, f[11] utime.
+func statFields(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
+// treeRSS sums VmRSS (bytes) of the processes and their descendants.
+func treeRSS(roots []int) int64 {
+	var total int64
+	for _, pid := range tree(roots) {
+		total += vmRSS(pid)
+	}
 	return total
+}
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/pid/stat: 100
+// on every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// treeCPU sums the user and system CPU time the processes and their
+// descendants have used so far.
+func treeCPU(roots []int) time.Duration {
+	var ticks int64
+	for _, pid := range tree(roots) {
+		if f := statFields(pid); len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * clockTick
 }
 
 func vmRSS(pid int) int64 {
