@@ -261,7 +261,7 @@ func (e *EgressSet) serve(c net.Conn, l *egressListener, open prometheus.Gauge) 
 		}
 	}
 	l.requests.Inc()
-	sp := newSplicer(e.splice, plainSide(c), side{r: up, conn: up, raw: raw}, l.toUpstream, l.toClient, func(err error) {
+	sp := newSplicer(e.splice, plainSide(c), tlsSide(up, raw), l.toUpstream, l.toClient, func(err error) {
 		l.duration.Observe(time.Since(start).Seconds())
 		if err != nil && !isExpectedNetErr(err) {
 			e.cfg.Log.Debug().Err(err).Str("target", l.route.Target).Msg("egress connection ended with error")
@@ -286,7 +286,7 @@ func (e *EgressSet) dialGateway(l *egressListener) (*tls.Conn, net.Conn, error) 
 			errs = append(errs, err)
 			continue
 		}
-		tc := tls.Client(raw, l.tls)
+		tc := tls.Client(newTransport(raw), l.tls)
 		hs := time.Now()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()

@@ -212,7 +212,7 @@ func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 		return false
 	}
 	s.requests.Inc()
-	client := side{r: tc, conn: tc, raw: raw}
+	client := tlsSide(tc, raw)
 	if br != nil {
 		client.r = br
 	}
@@ -239,7 +239,7 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		raw.Close()
 		return nil, "", false
 	}
-	tc := tls.Server(raw, s.tlsConfig)
+	tc := tls.Server(newTransport(raw), s.tlsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)

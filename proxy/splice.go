@@ -17,12 +17,20 @@ import (
 
 // side is one end of a spliced pair.
 type side struct {
-	r    io.Reader // reads; may buffer bytes peeked before routing
-	conn net.Conn  // writes, deadlines, close
-	raw  net.Conn  // the TCP connection under conn (conn itself when plain)
+	r    io.Reader  // reads; may buffer bytes peeked before routing
+	conn net.Conn   // writes, deadlines, close
+	raw  net.Conn   // the TCP connection under conn (conn itself when plain)
+	tr   *transport // between conn and raw when conn is TLS over a transport
 }
 
 func plainSide(c net.Conn) side { return side{r: c, conn: c, raw: c} }
+
+// tlsSide is a TLS connection over raw, through a transport when it was
+// made with one.
+func tlsSide(tc *tls.Conn, raw net.Conn) side {
+	tr, _ := tc.NetConn().(*transport)
+	return side{r: tc, conn: tc, raw: raw, tr: tr}
+}
 
 // closeWrite ends this side's outgoing stream: close_notify on TLS, then a
 // FIN on the TCP connection, so the peer sees the end of the stream exactly
@@ -58,7 +66,10 @@ func (s side) abort() {
 // active; parked directions hold none.
 const (
 	smallBufSize = 4 << 10
-	largeBufSize = 32 << 10
+	largeBufSize = 64 << 10
+	// holdMin is the smallest write that may make more than one TLS record
+	// (crypto/tls starts a connection with records of about 1.2 KiB).
+	holdMin = 1 << 10
 )
 
 var (
@@ -192,6 +203,10 @@ func (d *direction) copy() (parked bool, err error) {
 	}
 	for {
 		n, rerr := src.r.Read(buf)
+		if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && len(buf) == largeBufSize {
+			n, rerr = d.readBuffered(buf, n)
+			src.conn.SetReadDeadline(s.readDeadline(time.Now(), canPark))
+		}
 		if n > 0 {
 			now := time.Now()
 			lastRead = now
@@ -200,8 +215,8 @@ func (d *direction) copy() (parked bool, err error) {
 				// A peer that stops reading must not hold us forever.
 				dst.conn.SetWriteDeadline(now.Add(s.idle))
 			}
-			if _, werr := dst.conn.Write(buf[:n]); werr != nil {
-				return false, werr
+			if err := dst.write(buf[:n]); err != nil {
+				return false, err
 			}
 			d.counter.Add(float64(n))
 			if n == len(buf) && pool == &smallBufPool {
@@ -238,6 +253,46 @@ func (d *direction) copy() (parked bool, err error) {
 		}
 	}
 }
+
+// write writes p to the side, gathering the TLS records of a large write
+// into one syscall when the side has a transport.
+func (s *side) write(p []byte) error {
+	if s.tr == nil || len(p) <= holdMin {
+		_, err := s.conn.Write(p)
+		return err
+	}
+	s.tr.hold()
+	_, err := s.conn.Write(p)
+	if ferr := s.tr.flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// readBuffered appends to buf[:n] the records crypto/tls already holds
+// decrypted or received, without waiting for the network, so that one write
+// carries several 16 KiB records instead of one each: fewer syscalls and
+// larger segments on the plaintext side. An expired deadline makes the
+// socket read fail at once (no syscall); crypto/tls keeps a timeout
+// non-fatal and keeps the partial record it holds for the next read. The
+// caller restores the deadline.
+func (d *direction) readBuffered(buf []byte, n int) (int, error) {
+	d.src.conn.SetReadDeadline(expired)
+	for n < len(buf) {
+		m, err := d.src.r.Read(buf[n:])
+		n += m
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// expired is a deadline in the past.
+var expired = time.Unix(1, 0)
 
 // readDeadline is when a read that has seen nothing since lastRead must
 // stop to check for the idle timeout or to park.

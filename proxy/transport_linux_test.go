@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestTransportReadsAhead: records that arrived together are read from the
+// socket once, handed to crypto/tls one by one, and readBuffered returns
+// them all in one call without waiting on the network.
+func TestTransportReadsAhead(t *testing.T) {
+	client, server, _, serverRaw := tlsPair(t)
+	payload := make([]byte, 48<<10) // three full records
+	rand.Read(payload)
+	cs := tlsSide(client, nil)
+	if err := cs.write(payload); err != nil {
+		t.Fatal(err)
+	}
+
+	ss := tlsSide(server, serverRaw.Conn)
+	d := &direction{src: &ss}
+	buf := make([]byte, largeBufSize)
+	// Poll until the socket holds all three records, so that what follows
+	// does not depend on how fast loopback delivers them.
+	tcp := serverRaw.Conn.(*net.TCPConn)
+	rc, _ := tcp.SyscallConn()
+	waitFor(t, "all three records in the socket", func() bool { return socketBytes(t, rc) >= len(payload) })
+	before := serverRaw.reads.Load()
+	n, err := server.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err = d.readBuffered(buf, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Time{})
+	if n != len(payload) || !bytes.Equal(buf[:n], payload) {
+		t.Fatalf("read %d bytes, want all %d in order", n, len(payload))
+	}
+	if reads := serverRaw.reads.Load() - before; reads > 2 {
+		t.Errorf("three records took %d socket reads, want at most 2 (one that reads ahead, one that times out at once)", reads)
+	}
+	if ss.tr.rbuf != nil {
+		t.Error("transport keeps its read buffer once drained")
+	}
+}
+
+// socketBytes is how many bytes wait in the socket's receive queue.
+func socketBytes(t *testing.T, rc syscall.RawConn) int {
+	var n int
+	var err error
+	if cerr := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

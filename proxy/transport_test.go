@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingConn counts the calls that reach the TCP connection under a
+// transport: the syscalls the transport is there to save.
+type countingConn struct {
+	net.Conn
+	reads, writes atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// tlsPair runs a TLS 1.3 handshake over a loopback pair, each side through
+// a transport over a counting connection.
+func tlsPair(t *testing.T) (client, server *tls.Conn, clientRaw, serverRaw *countingConn) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"transport.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	c, s := tcpPair(t)
+	clientRaw, serverRaw = &countingConn{Conn: c}, &countingConn{Conn: s}
+	client = tls.Client(newTransport(clientRaw), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	server = tls.Server(newTransport(serverRaw), &tls.Config{Certificates: []tls.Certificate{cert}})
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return client, server, clientRaw, serverRaw
+}
+
+// TestTransportGathersRecords: a 64 KiB write is four TLS records; through
+// side.write they leave in one write to the socket, and arrive intact.
+func TestTransportGathersRecords(t *testing.T) {
+	client, server, clientRaw, _ := tlsPair(t)
+	// Past crypto/tls's small opening records, so the count is exact.
+	warm := make([]byte, 256<<10)
+	warmed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, io.LimitReader(server, int64(len(warm))))
+		close(warmed)
+	}()
+	if _, err := client.Write(warm); err != nil {
+		t.Fatal(err)
+	}
+	<-warmed
+	payload := make([]byte, 64<<10-1024) // four records plus room for their overhead
+	rand.Read(payload)
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(payload))
+		io.ReadFull(server, b)
+		got <- b
+	}()
+
+	before := clientRaw.writes.Load()
+	s := tlsSide(client, clientRaw.Conn)
+	if s.tr == nil {
+		t.Fatal("tlsSide found no transport under the TLS connection")
+	}
+	if err := s.write(payload); err != nil {
+		t.Fatal(err)
+	}
+	if n := clientRaw.writes.Load() - before; n != 1 {
+		t.Errorf("a 4-record write took %d socket writes, want 1", n)
+	}
+	if b := <-got; !bytes.Equal(b, payload) {
+		t.Error("payload corrupted on the way")
+	}
+	if s.tr.wbuf != nil {
+		t.Error("transport keeps a write buffer after flush")
+	}
+}
+
+// TestTransportHoldKeepsOtherWriters: writes from another goroutine during
+// a hold (crypto/tls's alerts) are sent in order by flush, and a write
+// error that crypto/tls did not see comes out of flush.
+func TestTransportHoldKeepsOtherWriters(t *testing.T) {
+	c, s := tcpPair(t)
+	tr := newTransport(c)
+	tr.hold()
+	var wg sync.WaitGroup
+	for _, msg := range []string{"one", "two"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr.Write([]byte(msg))
+		}()
+	}
+	wg.Wait()
+	if err := tr.flush(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	if _, err := io.ReadFull(s, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != "onetwo" && got != "twoone" {
+		t.Errorf("peer got %q", got)
+	}
+
+	tr.hold()
+	tr.Write([]byte("lost"))
+	c.Close()
+	if err := tr.flush(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("flush after the socket closed: %v, want net.ErrClosed", err)
+	}
+}
