@@ -174,7 +174,7 @@ func (e *EgressSet) newListener(r EgressRoute) (*egressListener, error) {
 			return nil, fmt.Errorf("proxy: egress %s: %w", r.Listen, err)
 		}
 	}
-	if l.ln, err = net.Listen("tcp", r.Listen); err != nil {
+	if l.ln, err = listenTCP(r.Listen); err != nil {
 		return nil, fmt.Errorf("proxy: egress: %w", err)
 	}
 	cluster := r.Cluster

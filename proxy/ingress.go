@@ -99,7 +99,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	s := &IngressServer{cfg: cfg, m: cfg.Metrics.orNew(), ln: cfg.Listener}
 	var err error
 	if s.ln == nil {
-		if s.ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		if s.ln, err = listenTCP(cfg.ListenAddr); err != nil {
 			return nil, fmt.Errorf("proxy: ingress: %w", err)
 		}
 	}

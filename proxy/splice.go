@@ -220,6 +220,9 @@ func (d *direction) copy() (parked bool, err error) {
 			}
 			d.counter.Add(float64(n))
 			if n == len(buf) && pool == &smallBufPool {
+				if src.tr != nil {
+					src.tr.readAhead = true // bulk: see transport
+				}
 				pool.Put(bp)
 				pool = &largeBufPool
 				bp = pool.Get().(*[]byte)

@@ -17,10 +17,13 @@ var transportBufPool = sync.Pool{New: func() any { b := make([]byte, transportBu
 // record with a write of its own; on the VMs our users run on, the syscall
 // and the per-segment work of the network stack cost more than the cipher.
 //
-// Reads: when crypto/tls asks for less than transportBufSize, the transport
-// reads up to that much into a pooled buffer and serves the following reads
-// from it. The buffer goes back to the pool as soon as it is drained, so an
-// idle connection holds none. crypto/tls asks for more only when it has no
+// Reads: once the direction reading this connection has seen bulk data
+// (readAhead), a read crypto/tls asks for that is smaller than
+// transportBufSize reads up to that much into a pooled buffer and serves the
+// following reads from it. The buffer goes back to the pool as soon as it is
+// drained, so an idle connection holds none. Handshakes and small requests
+// read directly: for them a 64 KiB buffer would only cost, and under
+// connection churn the pool is often empty after a GC. crypto/tls asks for more only when it has no
 // complete record, so a read that waits on the socket always finds the
 // transport empty: parking (park.go) can trust the socket's readiness.
 //
@@ -33,8 +36,9 @@ type transport struct {
 
 	// Read side: used only under crypto/tls's input lock, by one goroutine
 	// at a time.
-	rbuf *[]byte // nil when empty
-	r, w int     // unread bytes are (*rbuf)[r:w]
+	readAhead bool
+	rbuf      *[]byte // nil when empty
+	r, w      int     // unread bytes are (*rbuf)[r:w]
 
 	wmu     sync.Mutex
 	holding bool
@@ -46,7 +50,7 @@ func newTransport(c net.Conn) *transport { return &transport{Conn: c} }
 
 func (t *transport) Read(p []byte) (int, error) {
 	if t.rbuf == nil {
-		if len(p) >= transportBufSize {
+		if !t.readAhead || len(p) >= transportBufSize {
 			return t.Conn.Read(p)
 		}
 		bp := transportBufPool.Get().(*[]byte)

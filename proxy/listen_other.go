@@ -1,0 +1,8 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// listenTCP is net.Listen, which sets keepalive on each accepted connection.
+func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
