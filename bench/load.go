@@ -320,6 +320,9 @@ func reqResp(ctx context.Context, conc int, d *dialer, w window, rate int, res *
 
 // idle opens n connections, each proven end to end by a 16 B echo, holds them
 // and reports the growth of the proxy's RSS per connection.
+// idleSettle is how long idle connections are held before memory is read.
+const idleSettle = 10 * time.Second
+
 func idle(ctx context.Context, sc scenario, inst *instance, d *dialer, n int, res *result, e *errs) {
 	// Without a proxy process (direct) the connections are still opened and
 	// held, but there is no memory to read.
@@ -367,9 +370,12 @@ func idle(ctx context.Context, sc scenario, inst *instance, d *dialer, n int, re
 	}
 	res.Ops = int64(opened)
 	elapsed := time.Since(t0)
-	// Let the proxies finish their per-connection work (buffers, goroutines)
-	// before reading memory; a fixed settle time, the same for every system.
-	sleepUntil(ctx, time.Now().Add(2*time.Second))
+	// Memory is read once the connections have been held for a while, the
+	// state a gateway spends its life in: after each proxy's per-connection
+	// work and its own housekeeping (mcgate parks idle directions after 1 s
+	// and returns freed heap to the OS after 3 quiet seconds). The wait is
+	// the same for every system.
+	sleepUntil(ctx, time.Now().Add(idleSettle))
 	res.RSS = treeRSS(pids)
 	res.Value = math.NaN()
 	if opened > 0 && len(pids) > 0 {
