@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -38,6 +39,7 @@ type config struct {
 	Cache     string
 	Pin       bool     // load generator on core 0, proxies on the cores after it
 	Profile   []string // scenarios during which mcgate is CPU-profiled with perf
+	Repeat    int      // rounds of each cell but idle; the median round is reported
 	Install   bool
 	Keep      bool
 	Loopback  string // first three octets of the run's addresses (default 127.0.0)
@@ -49,10 +51,10 @@ func modeConfig(mode string) (config, error) {
 	switch mode {
 	case "quick":
 		c.Opts = runOpts{Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, IdleConns: 1000, Rate: 2000}
-		c.Tables, c.Limits, c.Out = []int{1}, time.Second, "bench/results/tmp"
+		c.Tables, c.Limits, c.Out, c.Repeat = []int{1}, time.Second, "bench/results/tmp", 1
 	case "full":
 		c.Opts = runOpts{Warmup: time.Second, Duration: 5 * time.Second, IdleConns: 20000, Rate: 5000}
-		c.Tables, c.Limits, c.Out, c.Install = []int{1, 2}, 3*time.Second, "bench/results", true
+		c.Tables, c.Limits, c.Out, c.Install, c.Repeat = []int{1, 2}, 3*time.Second, "bench/results", true, 3
 		// The two-core table answers scaling: does the proxy use a second core.
 		c.Wide = []string{"handshake", "resume", "bulk1", "bulk8", "rr32", "rate", "t-bulk1"}
 	default:
@@ -105,6 +107,7 @@ func cliMain(args []string) error {
 	pin := fs.Bool("pin", true, "pin the load generator to core 0 and proxies to the next cores")
 	profile := fs.String("profile", "", "comma list of scenarios during which mcgate is profiled with perf (e.g. bulk1,handshake)")
 	install := fs.String("install", "", "install missing peers with bench/peers.sh (default: yes in full mode)")
+	repeat := fs.Int("repeat", 0, "rounds of each cell but idle, the median reported (quick 1, full 3)")
 	keep := fs.Bool("keep", false, "keep the scratch directory (configs, logs, certificates)")
 	lo := fs.String("loopback", "127.0.0", "first three octets of the addresses: .1 backends, .2 ingress, .3 egress")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +135,7 @@ func cliMain(args []string) error {
 	setIf(&c.Opts.Warmup, *warm)
 	setIf(&c.Opts.IdleConns, *idleN)
 	setIf(&c.Opts.Rate, *rate)
+	setIf(&c.Repeat, *repeat)
 	setIf(&c.Out, *out)
 	c.McgateBin, c.Cache, c.Pin, c.Keep, c.Loopback = *bin, *cache, *pin, *keep, *lo
 	if *install != "" {
@@ -209,7 +213,7 @@ func run(ctx context.Context, c config) (*report, error) {
 	defer be.close()
 
 	rep := &report{Mode: c.Mode, Start: time.Now(), LoadStart: loadAvg(), Opts: c.Opts, Pinned: pinned, PKI: p.Source,
-		Versions: versions(c), Notes: map[string]string{}, NoFile: nofile}
+		Versions: versions(c), Notes: map[string]string{}, NoFile: nofile, Repeat: c.Repeat}
 	if idleNote != "" {
 		rep.Notes["idle"] = idleNote
 	}
@@ -285,28 +289,63 @@ func runPhase(ctx context.Context, c config, e *env, systems []*system, tunnel b
 	}
 	var out []*result
 	for k, sc := range group {
-		for j := range systems {
-			if ctx.Err() != nil {
-				return out
-			}
-			i := (j + k) % len(systems)
-			if sc.Kind == "idle" {
-				i = j // in order: nothing to gain from rotating
-			}
-			sys, inst := systems[i], insts[i]
-			if errs[i] != nil {
-				out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Errors: 1, FirstErr: errs[i].Error(), Value: 0})
-				continue
-			}
-			if sc.Kind == "idle" && len(inst.procs) == 0 {
-				out = append(out, &result{Table: table, System: sys.name, Scenario: sc.Name, Value: math.NaN(), Unit: "KiB/conn",
-					Note: "no proxy process"})
-				continue
-			}
-			out = append(out, runCell(ctx, c, e, sys, inst, sc, be, table))
+		rounds := max(c.Repeat, 1)
+		if sc.Kind == "idle" {
+			rounds = 1 // minutes per round, and memory is not what a noisy neighbour moves
 		}
+		cells := make([][]*result, len(systems))
+		for r := range rounds {
+			for j := range systems {
+				if ctx.Err() != nil {
+					return append(out, medians(cells)...)
+				}
+				// Each scenario and round starts at a different system.
+				i := (j + k + r) % len(systems)
+				if sc.Kind == "idle" {
+					i = j // in order: nothing to gain from rotating
+				}
+				cells[i] = append(cells[i], runOne(ctx, c, e, systems[i], insts[i], errs[i], sc, be, table))
+			}
+		}
+		out = append(out, medians(cells)...)
 	}
 	return out
+}
+
+// medians picks, for each system, its median round by headline value and
+// notes every round's value, so the spread shows next to the number.
+func medians(cells [][]*result) []*result {
+	var out []*result
+	for _, rs := range cells {
+		if len(rs) == 0 {
+			continue
+		}
+		if len(rs) == 1 {
+			out = append(out, rs[0])
+			continue
+		}
+		vals := make([]string, len(rs))
+		for i, r := range rs {
+			vals[i] = fmt.Sprintf("%.0f", r.Value)
+		}
+		sorted := slices.Clone(rs)
+		slices.SortFunc(sorted, func(a, b *result) int { return cmp.Compare(a.Value, b.Value) })
+		m := sorted[(len(sorted)-1)/2]
+		m.Note = strings.TrimSpace(fmt.Sprintf("median of %d rounds (%s). %s", len(rs), strings.Join(vals, ", "), m.Note))
+		out = append(out, m)
+	}
+	return out
+}
+
+// runOne runs one round of a cell, or reports why the system could not.
+func runOne(ctx context.Context, c config, e *env, sys *system, inst *instance, startErr error, sc scenario, be *backends, table string) *result {
+	if startErr != nil {
+		return &result{Table: table, System: sys.name, Scenario: sc.Name, Errors: 1, FirstErr: startErr.Error(), Value: 0}
+	}
+	if sc.Kind == "idle" && len(inst.procs) == 0 {
+		return &result{Table: table, System: sys.name, Scenario: sc.Name, Value: math.NaN(), Unit: "KiB/conn", Note: "no proxy process"}
+	}
+	return runCell(ctx, c, e, sys, inst, sc, be, table)
 }
 
 func runCell(ctx context.Context, c config, e *env, sys *system, inst *instance, sc scenario, be *backends, table string) *result {

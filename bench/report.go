@@ -24,6 +24,7 @@ type report struct {
 	Versions           map[string]string
 	Notes              map[string]string // per system: why it is missing
 	NoFile             uint64            // RLIMIT_NOFILE of the run
+	Repeat             int               // rounds per cell (but idle)
 	Tables             []string
 	Limits             []limit
 	Results            []*result
@@ -145,16 +146,17 @@ func (rep *report) bestPeer(table string, m metric) (float64, string) {
 func (rep *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# mcgate bench (%s mode)\n\n", rep.Mode)
-	fmt.Fprintf(&b, "%s → %s, load average %.2f at start, %.2f at end (2-core machine; other work was running: read ratios, not absolutes). ",
+	fmt.Fprintf(&b, "%s → %s, load average %.2f at start, %.2f at end (2-core machine whose speed drifts between minutes: read ratios, not absolutes). ",
 		rep.Start.UTC().Format(time.RFC3339), rep.End.UTC().Format("15:04:05Z"), rep.LoadStart, rep.LoadEnd)
-	fmt.Fprintf(&b, "All systems of a table run at once and take turns per scenario, so outside load falls on all alike. Each cell: %s warm-up, %s measured; idle: %d connections; rate: %d req/s. ",
-		rep.Opts.Warmup, rep.Opts.Duration, rep.Opts.IdleConns, rep.Opts.Rate)
+	fmt.Fprintf(&b, "All systems of a table run at once and take turns per scenario, so outside load falls on all alike. Each cell: %s warm-up, %s measured, the median of %d rounds (each round starts at another system; the rounds are in the CSV's note); idle: %d connections, one round; rate: %d req/s. ",
+		rep.Opts.Warmup, rep.Opts.Duration, max(rep.Repeat, 1), rep.Opts.IdleConns, rep.Opts.Rate)
 	if rep.Pinned {
 		b.WriteString("Load generator and backends pinned to core 0; each proxy (both processes of a tunnel pair) to core 1 (\"1 core\") or cores 0-1 (\"2 cores\", shared with the load generator). ")
 	} else {
 		b.WriteString("Unpinned. ")
 	}
-	fmt.Fprintf(&b, "Clients: Go crypto/tls, TLS 1.3, X25519 only. Certificates: %s.\n\n", rep.PKI)
+	fmt.Fprintf(&b, "Clients: Go crypto/tls, TLS 1.3, X25519 only; the load generator verifies each distinct server chain once (every handshake still checks the server's signature) and sends the records of one 64 KiB bulk write in one syscall, so that its core is not the bound. Certificates: %s. ", rep.PKI)
+	b.WriteString("\"proxy CPU\" rows are the user+system time of the proxy's processes in the measured window, per unit of the headline: unlike a rate, a noisy neighbour or a saturated load generator moves them little.\n\n")
 	for _, table := range rep.Tables {
 		rep.writeTable(&b, table)
 	}
