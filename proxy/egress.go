@@ -44,6 +44,7 @@ type EgressConfig struct {
 	DialTimeout  time.Duration // TCP connect + TLS handshake; default 10s
 	IdleTimeout  time.Duration // default 1h, <0 disables
 	ParkDelay    time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
+	BufferMemory int64         // see IngressConfig.BufferMemory
 	DrainTimeout time.Duration // default 30s
 	MaxConns     int           // default 10000, over all egress listeners
 	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -86,6 +87,7 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
+	setDefault(&cfg.BufferMemory, DefaultBufferMemory)
 	if cfg.Dial == nil {
 		cfg.Dial = (&net.Dialer{}).DialContext
 	}
@@ -93,10 +95,11 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 	e := &EgressSet{cfg: cfg, m: cfg.Metrics.orNew(), listeners: map[string]*egressListener{}, ctx: ctx, cancel: cancel}
 	e.conns.max = cfg.MaxConns
 	var err error
-	if e.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, cfg.Log, e.m.parked.WithLabelValues(Egress)); err != nil {
+	buffers := newBufferBudget(cfg.BufferMemory, e.m.buffers.WithLabelValues(Egress))
+	if e.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, buffers, cfg.Log, e.m.parked.WithLabelValues(Egress)); err != nil {
 		// Out of descriptors at start, most likely: serve without parking.
 		cfg.Log.Warn().Err(err).Msg("egress: idle connections will not be parked")
-		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, cfg.Log, nil)
+		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, buffers, cfg.Log, nil)
 	}
 	return e
 }
@@ -286,7 +289,7 @@ func (e *EgressSet) dialGateway(l *egressListener) (*tls.Conn, net.Conn, error) 
 			errs = append(errs, err)
 			continue
 		}
-		tc := tls.Client(newTransport(raw), l.tls)
+		tc := tls.Client(newTransport(raw, e.splice.buffers), l.tls)
 		hs := time.Now()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()

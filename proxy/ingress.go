@@ -44,6 +44,10 @@ type IngressConfig struct {
 	ParkDelay        time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
 	DrainTimeout     time.Duration // default 30s
 	MaxConns         int           // open client connections; default 10000
+	// BufferMemory bounds the bytes of bulk buffers all connections hold
+	// at once (default DefaultBufferMemory, <0: none, every connection
+	// copies through its small buffer).
+	BufferMemory int64
 	// MaxHandshakes caps concurrent unauthenticated connections (default
 	// 1000); past it the oldest handshake is evicted if it has taken over a
 	// quarter of HandshakeTimeout, else the newcomer is refused.
@@ -91,6 +95,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
+	setDefault(&cfg.BufferMemory, DefaultBufferMemory)
 	setDefault(&cfg.MaxHandshakes, 1000)
 	setDefault(&cfg.MaxHandshakesPerSource, max(cfg.MaxHandshakes/10, 1))
 	if cfg.Dial == nil {
@@ -103,7 +108,8 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 			return nil, fmt.Errorf("proxy: ingress: %w", err)
 		}
 	}
-	if s.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, cfg.Log, s.m.parked.WithLabelValues(Ingress)); err != nil {
+	buffers := newBufferBudget(cfg.BufferMemory, s.m.buffers.WithLabelValues(Ingress))
+	if s.splice, err = newSpliceOptions(cfg.IdleTimeout, cfg.ParkDelay, buffers, cfg.Log, s.m.parked.WithLabelValues(Ingress)); err != nil {
 		if cfg.Listener == nil {
 			s.ln.Close()
 		}
@@ -239,7 +245,7 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		raw.Close()
 		return nil, "", false
 	}
-	tc := tls.Server(newTransport(raw), s.tlsConfig)
+	tc := tls.Server(newTransport(raw, s.splice.buffers), s.tlsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)

@@ -20,6 +20,7 @@ type Metrics struct {
 	handshakeSeconds  *prometheus.HistogramVec
 	refused           *prometheus.CounterVec
 	parked            *prometheus.GaugeVec
+	buffers           *prometheus.GaugeVec
 }
 
 // NewMetrics creates the proxy series and registers them with reg.
@@ -63,9 +64,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gateway_parked_directions",
 			Help: "Directions of open connections idle long enough to have given up their goroutine and buffer, waiting in epoll, by direction.",
 		}, []string{"direction"}),
+		buffers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_buffer_bytes",
+			Help: "Bytes of 64 KiB bulk buffers held by busy connections, by direction; bounded by --buffer-memory.",
+		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.open, m.bytes,
-		m.handshakeFailures, m.handshakeSeconds, m.refused, m.parked)
+		m.handshakeFailures, m.handshakeSeconds, m.refused, m.parked, m.buffers)
 	return m
 }
 

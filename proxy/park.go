@@ -235,8 +235,8 @@ func (p *parker) parkedLen() int {
 // newSpliceOptions makes the options of one server's splices, with a
 // parker when parkDelay > 0 (and the platform has epoll). Negative
 // durations disable what they time.
-func newSpliceOptions(idle, parkDelay time.Duration, log zerolog.Logger, gauge prometheus.Gauge) (spliceOptions, error) {
-	o := spliceOptions{idle: max(idle, 0), parkDelay: max(parkDelay, 0)}
+func newSpliceOptions(idle, parkDelay time.Duration, buffers *bufferBudget, log zerolog.Logger, gauge prometheus.Gauge) (spliceOptions, error) {
+	o := spliceOptions{idle: max(idle, 0), parkDelay: max(parkDelay, 0), buffers: buffers}
 	if o.parkDelay > 0 {
 		p, err := newParker(log, gauge, sweepInterval(o.idle))
 		if err != nil {

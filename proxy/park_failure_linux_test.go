@@ -15,7 +15,7 @@ import (
 // carries data both ways as if it had never parked.
 func TestParkerFailureResumes(t *testing.T) {
 	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})
-	o, err := newSpliceOptions(0, 5*time.Millisecond, zerolog.Nop(), gauge)
+	o, err := newSpliceOptions(0, 5*time.Millisecond, nil, zerolog.Nop(), gauge)
 	if err != nil {
 		t.Fatal(err)
 	}

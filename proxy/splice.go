@@ -87,6 +87,7 @@ type spliceOptions struct {
 	idle      time.Duration // no bytes either way for this long ends the pair; 0: never
 	parkDelay time.Duration // no bytes read in one direction for this long parks it; 0: never
 	parker    *parker       // nil: never park
+	buffers   *bufferBudget // bulk buffers of this server's connections
 }
 
 // splicer copies both ways between a client and an upstream. Each
@@ -194,7 +195,12 @@ func (d *direction) copy() (parked bool, err error) {
 	s, src, dst := d.s, d.src, d.dst
 	pool := &smallBufPool
 	bp := pool.Get().(*[]byte)
-	defer func() { pool.Put(bp) }()
+	defer func() {
+		pool.Put(bp)
+		if pool == &largeBufPool {
+			s.buffers.give(largeBufSize)
+		}
+	}()
 	buf := *bp
 	canPark := s.parkDelay > 0 && s.parker != nil
 	lastRead := time.Now()
@@ -219,7 +225,7 @@ func (d *direction) copy() (parked bool, err error) {
 				return false, err
 			}
 			d.counter.Add(float64(n))
-			if n == len(buf) && pool == &smallBufPool {
+			if n == len(buf) && pool == &smallBufPool && s.buffers.take(largeBufSize) {
 				if src.tr != nil {
 					src.tr.readAhead = true // bulk: see transport
 				}

@@ -23,53 +23,88 @@ var transportBufPool = sync.Pool{New: func() any { b := make([]byte, transportBu
 // following reads from it. The buffer goes back to the pool as soon as it is
 // drained, so an idle connection holds none. Handshakes and small requests
 // read directly: for them a 64 KiB buffer would only cost, and under
-// connection churn the pool is often empty after a GC. crypto/tls asks for more only when it has no
-// complete record, so a read that waits on the socket always finds the
-// transport empty: parking (park.go) can trust the socket's readiness.
+// connection churn the pool is often empty after a GC. crypto/tls asks for
+// more only when it has no complete record, so a read that waits on the
+// socket always finds the transport empty: parking (park.go) can trust the
+// socket's readiness.
 //
 // Writes: between hold and flush, the records of one tls.Conn.Write are
 // gathered and written with one syscall. Only the direction that copies into
 // this connection holds; writes from elsewhere (alerts, close_notify) go out
 // directly unless they land inside a hold, where flush sends them in order.
+//
+// Both buffers count against the server's bufferBudget; without room the
+// transport reads and writes directly, as crypto/tls would on its own.
 type transport struct {
 	net.Conn // the TCP connection
+	budget   *bufferBudget
 
-	// Read side: used only under crypto/tls's input lock, by one goroutine
-	// at a time.
+	// readAhead is set by the one goroutine that reads (under crypto/tls's
+	// input lock); rmu guards the buffer against Close from another.
 	readAhead bool
+	rmu       sync.Mutex
 	rbuf      *[]byte // nil when empty
 	r, w      int     // unread bytes are (*rbuf)[r:w]
+	closed    bool
 
 	wmu     sync.Mutex
-	holding bool
-	wbuf    *[]byte // nil outside a hold
+	holding bool    // a hold is on and its buffer is budgeted
+	wbuf    *[]byte // taken at the first write of a hold
 	wn      int
 }
 
-func newTransport(c net.Conn) *transport { return &transport{Conn: c} }
+func newTransport(c net.Conn, budget *bufferBudget) *transport {
+	return &transport{Conn: c, budget: budget}
+}
 
 func (t *transport) Read(p []byte) (int, error) {
+	t.rmu.Lock()
 	if t.rbuf == nil {
-		if !t.readAhead || len(p) >= transportBufSize {
+		t.rmu.Unlock()
+		if !t.readAhead || len(p) >= transportBufSize || !t.budget.take(transportBufSize) {
 			return t.Conn.Read(p)
 		}
 		bp := transportBufPool.Get().(*[]byte)
 		n, err := t.Conn.Read(*bp)
-		if n == 0 {
-			transportBufPool.Put(bp)
+		t.rmu.Lock()
+		if n == 0 || t.closed {
+			t.rmu.Unlock()
+			t.releaseRead(bp)
+			if err == nil {
+				err = net.ErrClosed
+			}
 			return 0, err
 		}
 		// A read that returned bytes and an error returns the error again
 		// on the next read, once the bytes are served.
 		t.rbuf, t.r, t.w = bp, 0, n
 	}
+	defer t.rmu.Unlock()
 	n := copy(p, (*t.rbuf)[t.r:t.w])
 	t.r += n
 	if t.r == t.w {
-		transportBufPool.Put(t.rbuf)
+		t.releaseRead(t.rbuf)
 		t.rbuf = nil
 	}
 	return n, nil
+}
+
+func (t *transport) releaseRead(bp *[]byte) {
+	transportBufPool.Put(bp)
+	t.budget.give(transportBufSize)
+}
+
+// Close closes the connection and gives back a read-ahead buffer that was
+// still holding bytes (a connection aborted in the middle of a transfer).
+func (t *transport) Close() error {
+	t.rmu.Lock()
+	t.closed = true
+	if t.rbuf != nil {
+		t.releaseRead(t.rbuf)
+		t.rbuf = nil
+	}
+	t.rmu.Unlock()
+	return t.Conn.Close()
 }
 
 // Write sends p now, or gathers it during a hold.
@@ -94,8 +129,11 @@ func (t *transport) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hold starts gathering writes until flush.
+// hold starts gathering writes until flush, if the budget has room.
 func (t *transport) hold() {
+	if !t.budget.take(transportBufSize) {
+		return
+	}
 	t.wmu.Lock()
 	t.holding = true
 	t.wmu.Unlock()
@@ -106,12 +144,16 @@ func (t *transport) hold() {
 func (t *transport) flush() error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	if !t.holding {
+		return nil
+	}
 	t.holding = false
 	err := t.writeHeldLocked()
 	if t.wbuf != nil {
 		transportBufPool.Put(t.wbuf)
 		t.wbuf = nil
 	}
+	t.budget.give(transportBufSize)
 	return err
 }
 

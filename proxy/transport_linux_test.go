@@ -15,7 +15,7 @@ import (
 // socket once, handed to crypto/tls one by one, and readBuffered returns
 // them all in one call without waiting on the network.
 func TestTransportReadsAhead(t *testing.T) {
-	client, server, _, serverRaw := tlsPair(t)
+	client, server, _, serverRaw := tlsPair(t, nil)
 	payload := make([]byte, 48<<10) // three full records
 	rand.Read(payload)
 	cs := tlsSide(client, nil)

@@ -35,8 +35,8 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 // tlsPair runs a TLS 1.3 handshake over a loopback pair, each side through
-// a transport over a counting connection.
-func tlsPair(t *testing.T) (client, server *tls.Conn, clientRaw, serverRaw *countingConn) {
+// a transport (sharing budget) over a counting connection.
+func tlsPair(t *testing.T, budget *bufferBudget) (client, server *tls.Conn, clientRaw, serverRaw *countingConn) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -51,8 +51,8 @@ func tlsPair(t *testing.T) (client, server *tls.Conn, clientRaw, serverRaw *coun
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	c, s := tcpPair(t)
 	clientRaw, serverRaw = &countingConn{Conn: c}, &countingConn{Conn: s}
-	client = tls.Client(newTransport(clientRaw), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
-	server = tls.Server(newTransport(serverRaw), &tls.Config{Certificates: []tls.Certificate{cert}})
+	client = tls.Client(newTransport(clientRaw, budget), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	server = tls.Server(newTransport(serverRaw, budget), &tls.Config{Certificates: []tls.Certificate{cert}})
 	errc := make(chan error, 1)
 	go func() { errc <- server.Handshake() }()
 	if err := client.Handshake(); err != nil {
@@ -66,8 +66,22 @@ func tlsPair(t *testing.T) (client, server *tls.Conn, clientRaw, serverRaw *coun
 
 // TestTransportGathersRecords: a 64 KiB write is four TLS records; through
 // side.write they leave in one write to the socket, and arrive intact.
+// Without room in the buffer budget they leave one by one.
 func TestTransportGathersRecords(t *testing.T) {
-	client, server, clientRaw, _ := tlsPair(t)
+	for _, tc := range []struct {
+		name   string
+		budget *bufferBudget
+		writes int64
+	}{
+		{"budget has room", newBufferBudget(transportBufSize, nil), 1},
+		{"budget exhausted", newBufferBudget(transportBufSize-1, nil), 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testGathersRecords(t, tc.budget, tc.writes) })
+	}
+}
+
+func testGathersRecords(t *testing.T, budget *bufferBudget, wantWrites int64) {
+	client, server, clientRaw, _ := tlsPair(t, budget)
 	// Past crypto/tls's small opening records, so the count is exact.
 	warm := make([]byte, 256<<10)
 	warmed := make(chan struct{})
@@ -96,14 +110,17 @@ func TestTransportGathersRecords(t *testing.T) {
 	if err := s.write(payload); err != nil {
 		t.Fatal(err)
 	}
-	if n := clientRaw.writes.Load() - before; n != 1 {
-		t.Errorf("a 4-record write took %d socket writes, want 1", n)
+	if n := clientRaw.writes.Load() - before; n != wantWrites {
+		t.Errorf("a 4-record write took %d socket writes, want %d", n, wantWrites)
 	}
 	if b := <-got; !bytes.Equal(b, payload) {
 		t.Error("payload corrupted on the way")
 	}
 	if s.tr.wbuf != nil {
 		t.Error("transport keeps a write buffer after flush")
+	}
+	if n := budget.inUse(); n != 0 {
+		t.Errorf("%d bytes of the budget still taken", n)
 	}
 }
 
@@ -112,7 +129,7 @@ func TestTransportGathersRecords(t *testing.T) {
 // error that crypto/tls did not see comes out of flush.
 func TestTransportHoldKeepsOtherWriters(t *testing.T) {
 	c, s := tcpPair(t)
-	tr := newTransport(c)
+	tr := newTransport(c, nil)
 	tr.hold()
 	var wg sync.WaitGroup
 	for _, msg := range []string{"one", "two"} {
@@ -139,5 +156,30 @@ func TestTransportHoldKeepsOtherWriters(t *testing.T) {
 	c.Close()
 	if err := tr.flush(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("flush after the socket closed: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestTransportCloseGivesBack: a connection closed while its read-ahead
+// buffer still holds bytes gives the buffer's share of the budget back.
+func TestTransportCloseGivesBack(t *testing.T) {
+	c, s := tcpPair(t)
+	budget := newBufferBudget(transportBufSize, nil)
+	tr := newTransport(s, budget)
+	tr.readAhead = true
+	if _, err := c.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := budget.inUse(); n != transportBufSize {
+		t.Fatalf("budget in use %d while 990 bytes wait in the read-ahead buffer, want %d", n, transportBufSize)
+	}
+	tr.Close()
+	if n := budget.inUse(); n != 0 {
+		t.Errorf("budget in use %d after close, want 0", n)
+	}
+	if _, err := tr.Read(make([]byte, 10)); err == nil {
+		t.Error("read after close succeeded")
 	}
 }

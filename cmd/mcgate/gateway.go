@@ -41,12 +41,21 @@ type gatewayOptions struct {
 	parkDelay        time.Duration
 	drainTimeout     time.Duration
 	maxConns         int
+	bufferMiB        int64
 	maxHandshakes    int
 	maxPerSource     int
 	logLevel         string
 	logFormat        string
 	pprof            bool
 	mirror           mirrorFlags
+}
+
+// bufferMemory is --buffer-memory-mib in the proxy's terms (<0: none).
+func (o *gatewayOptions) bufferMemory() int64 {
+	if o.bufferMiB <= 0 {
+		return -1
+	}
+	return o.bufferMiB << 20
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -76,6 +85,7 @@ func newGatewayCmd() *cobra.Command {
 	f.DurationVar(&o.parkDelay, "park-delay", time.Second, "a connection direction that carried no byte this long waits in epoll without a goroutine or buffer (negative: never)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long open connections may finish")
 	f.IntVar(&o.maxConns, "max-conns", 10000, "open client connections per direction")
+	f.Int64Var(&o.bufferMiB, "buffer-memory-mib", proxy.DefaultBufferMemory>>20, "MiB of 64 KiB bulk buffers the busy connections of each direction may hold at once; past it they copy through small buffers (0: none)")
 	f.IntVar(&o.maxHandshakes, "max-handshakes", 1000, "concurrent unauthenticated (handshaking) connections")
 	f.IntVar(&o.maxPerSource, "max-handshakes-per-source", 0, "concurrent handshakes from one client IP (default: a tenth of --max-handshakes)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -157,14 +167,15 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
 		IdleTimeout: o.idleTimeout, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes, MaxHandshakesPerSource: o.maxPerSource,
-		Log: log.With().Str("component", "ingress").Logger(), Metrics: metrics,
+		BufferMemory: o.bufferMemory(),
+		Log:          log.With().Str("component", "ingress").Logger(), Metrics: metrics,
 	})
 	if err != nil {
 		return err
 	}
 	egress := proxy.NewEgress(proxy.EgressConfig{
 		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
-		MaxConns: o.maxConns, Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
+		MaxConns: o.maxConns, BufferMemory: o.bufferMemory(), Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
 	})
 	tlsFor := newEgressTLS(src)
 	routes, err := egressRoutes(tlsFor, staticEgr)
