@@ -68,9 +68,12 @@ type result struct {
 	// request or per MB; NaN without a proxy process.
 	PerUnit float64
 	Window  time.Duration // the measured window's length
-	Load    float64       // 1-minute load average when the cell started
-	Hist    *hdrhistogram.Histogram
-	Note    string
+	// Rounds are every round of a repeated cell, this one among them; the
+	// table shows each metric's median over them (report.cell).
+	Rounds []*result
+	Load   float64 // 1-minute load average when the cell started
+	Hist   *hdrhistogram.Histogram
+	Note   string
 }
 
 func (r *result) pct(q float64) float64 {

@@ -312,8 +312,10 @@ func runPhase(ctx context.Context, c config, e *env, systems []*system, tunnel b
 	return out
 }
 
-// medians picks, for each system, its median round by headline value and
-// notes every round's value, so the spread shows next to the number.
+// medians picks, for each system, its median round by headline value (the
+// CSV row and the charts) and keeps every round in it, so the table can take
+// each metric's own median; the note lists every round's headline, so the
+// spread shows next to the number.
 func medians(cells [][]*result) []*result {
 	var out []*result
 	for _, rs := range cells {
@@ -331,6 +333,7 @@ func medians(cells [][]*result) []*result {
 		sorted := slices.Clone(rs)
 		slices.SortFunc(sorted, func(a, b *result) int { return cmp.Compare(a.Value, b.Value) })
 		m := sorted[(len(sorted)-1)/2]
+		m.Rounds = rs
 		m.Note = strings.TrimSpace(fmt.Sprintf("median of %d rounds (%s). %s", len(rs), strings.Join(vals, ", "), m.Note))
 		out = append(out, m)
 	}

@@ -119,13 +119,29 @@ func (rep *report) systems() []string {
 	return out
 }
 
-// cell is a metric's value on a system, NaN when missing or failed.
+// cell is a metric's value on a system, NaN when missing or failed: the
+// median over the cell's rounds of that metric itself, so a latency row is
+// not the latency of whichever round had the median rate.
 func (rep *report) cell(table, system string, m metric) float64 {
 	r := rep.find(table, system, m.Scenario)
 	if r == nil || (r.Errors > 0 && r.Ops == 0) {
 		return math.NaN()
 	}
-	return m.Get(r)
+	rounds := r.Rounds
+	if len(rounds) == 0 {
+		rounds = []*result{r}
+	}
+	var vs []float64
+	for _, x := range rounds {
+		if v := m.Get(x); !math.IsNaN(v) {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(vs)
+	return vs[(len(vs)-1)/2]
 }
 
 // bestPeer is the best value among peers and which peer holds it.

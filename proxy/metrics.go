@@ -1,6 +1,9 @@
 package proxy
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // Directions, the `direction` label of every proxy series.
 const (
@@ -81,4 +84,23 @@ func (m *Metrics) orNew() *Metrics {
 		return m
 	}
 	return NewMetrics(prometheus.NewRegistry())
+}
+
+// BytesSpliced is the total of gateway_bytes_total: every byte copied either
+// way by the ingress and the egress so far. It reads the series, so it is
+// for callers that ask now and then (the memory releaser, once a second).
+func (m *Metrics) BytesSpliced() uint64 {
+	ch := make(chan prometheus.Metric, 8)
+	go func() {
+		m.bytes.Collect(ch)
+		close(ch)
+	}()
+	var total float64
+	for c := range ch {
+		var d dto.Metric
+		if c.Write(&d) == nil && d.Counter != nil {
+			total += d.Counter.GetValue()
+		}
+	}
+	return uint64(total)
 }

@@ -236,7 +236,9 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		pg.Go(func() error { return src.Run(pctx) })
 		pg.Go(func() error { return ingress.Run(pctx) })
 		pg.Go(func() error { return egress.Run(pctx) })
-		pg.Go(func() error { return newMemoryReleaser(log.With().Str("component", "memory").Logger()).Run(pctx) })
+		pg.Go(func() error {
+			return newMemoryReleaser(metrics.BytesSpliced, log.With().Str("component", "memory").Logger()).Run(pctx)
+		})
 		if mirrorRT != nil {
 			mirrorRT.run(pctx, pg, tlsFor, egress, log)
 		}

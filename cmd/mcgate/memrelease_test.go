@@ -19,23 +19,25 @@ func TestMemoryReleaser(t *testing.T) {
 		seconds  int    // how long this step lasts
 		perSec   uint64 // bytes allocated per second during it
 		releases int    // releases counted at its end
+		traffic  uint64 // bytes spliced per second during it
 	}
 	for _, tc := range []struct {
 		name  string
 		steps []step
 	}{
-		{"burst then quiet", []step{{2, 50 * mib, 0}, {2, 0, 0}, {2, 0, 1}, {30, 0, 1}}},
-		{"steady allocation", []step{{60, 2 * mib, 0}}},
-		{"quiet, nothing to give back", []step{{60, 512 << 10, 0}}},
-		{"slow trickle adds up", []step{{40, 2 * mib, 0}, {5, 0, 1}}},
-		{"two bursts", []step{{2, 50 * mib, 0}, {5, 0, 1}, {3, 40 * mib, 1}, {5, 0, 2}}},
-		{"short pauses do not count", []step{{2, 50 * mib, 0}, {2, 0, 0}, {1, 5 * mib, 0}, {2, 0, 0}, {1, 0, 1}}},
+		{"burst then quiet", []step{{2, 50 * mib, 0, 0}, {2, 0, 0, 0}, {2, 0, 1, 0}, {30, 0, 1, 0}}},
+		{"steady allocation", []step{{60, 2 * mib, 0, 0}}},
+		{"quiet, nothing to give back", []step{{60, 512 << 10, 0, 0}}},
+		{"slow trickle adds up", []step{{40, 2 * mib, 0, 0}, {5, 0, 1, 0}}},
+		{"two bursts", []step{{2, 50 * mib, 0, 0}, {5, 0, 1, 0}, {3, 40 * mib, 1, 0}, {5, 0, 2, 0}}},
+		{"short pauses do not count", []step{{2, 50 * mib, 0, 0}, {2, 0, 0, 0}, {1, 5 * mib, 0, 0}, {2, 0, 0, 0}, {1, 0, 1, 0}}},
+		{"traffic that allocates nothing", []step{{2, 50 * mib, 0, 0}, {30, 0, 0, 10 * mib}, {3, 0, 1, 0}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var allocated atomic.Uint64
+				var allocated, spliced atomic.Uint64
 				var releases atomic.Int64
-				m := newMemoryReleaser(zerolog.Nop())
+				m := newMemoryReleaser(spliced.Load, zerolog.Nop())
 				m.allocated = allocated.Load
 				m.release = func() { releases.Add(1) }
 				ctx, cancel := context.WithCancel(context.Background())
@@ -49,6 +51,7 @@ func TestMemoryReleaser(t *testing.T) {
 						// sample lands on a whole second.
 						time.Sleep(time.Second / 2)
 						allocated.Add(s.perSec)
+						spliced.Add(s.traffic)
 						time.Sleep(time.Second / 2)
 						synctest.Wait()
 						elapsed++
