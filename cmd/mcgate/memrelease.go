@@ -32,6 +32,11 @@ type memoryReleaser struct {
 	spliced   func() uint64 // cumulative bytes the proxy copied
 	release   func()
 	log       zerolog.Logger
+
+	// State between samples, owned by Run's goroutine.
+	last, lastSpliced uint64 // readings of the previous sample
+	released          uint64 // allocation counted at the last release
+	quiet             int    // quiet samples in a row
 }
 
 func newMemoryReleaser(spliced func() uint64, log zerolog.Logger) *memoryReleaser {
@@ -62,33 +67,42 @@ func heapAllocated() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// Run samples until ctx is done.
+// Run samples every period until ctx is done.
 func (m *memoryReleaser) Run(ctx context.Context) error {
 	t := time.NewTicker(m.every)
 	defer t.Stop()
-	last, lastSpliced := m.allocated(), m.spliced()
-	released := last // allocation counted at the last release (start: none yet)
-	quiet := 0
+	m.start()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			m.sample()
 		}
-		now, spliced := m.allocated(), m.spliced()
-		if now-last < m.quietRate && spliced-lastSpliced < m.quietRate {
-			quiet++
-		} else {
-			quiet = 0
-		}
-		last, lastSpliced = now, spliced
-		if quiet < m.quietFor || now-released < m.minAlloc {
-			continue
-		}
-		start := time.Now()
-		m.release()
-		m.log.Debug().Uint64("allocated_since_last_mib", (now-released)>>20).Dur("took", time.Since(start)).
-			Msg("quiet after a burst: returned free heap to the OS")
-		released, quiet = now, 0
 	}
+}
+
+// start takes the first readings: allocation so far counts as released.
+func (m *memoryReleaser) start() {
+	m.last, m.lastSpliced = m.allocated(), m.spliced()
+	m.released = m.last
+}
+
+// sample takes one reading and releases when it is time to.
+func (m *memoryReleaser) sample() {
+	now, spliced := m.allocated(), m.spliced()
+	if now-m.last < m.quietRate && spliced-m.lastSpliced < m.quietRate {
+		m.quiet++
+	} else {
+		m.quiet = 0
+	}
+	m.last, m.lastSpliced = now, spliced
+	if m.quiet < m.quietFor || now-m.released < m.minAlloc {
+		return
+	}
+	start := time.Now()
+	m.release()
+	m.log.Debug().Uint64("allocated_since_last_mib", (now-m.released)>>20).Dur("took", time.Since(start)).
+		Msg("quiet after a burst: returned free heap to the OS")
+	m.released, m.quiet = now, 0
 }
