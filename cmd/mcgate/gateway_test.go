@@ -109,8 +109,15 @@ func (l *lockedBuffer) String() string {
 
 func startProc(t *testing.T, admin string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, admin, args...)
+}
+
+// startProcEnv is startProc with env as the process environment (nil: ours).
+func startProcEnv(t *testing.T, env []string, admin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{stderr: &lockedBuffer{}, admin: admin, done: make(chan error, 1)}
 	p.cmd = exec.Command(mcgateBin(t), append([]string{"gateway", "--admin-addr", admin, "--log-level", "debug"}, args...)...)
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

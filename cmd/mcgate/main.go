@@ -16,6 +16,7 @@ import (
 var version = "dev"
 
 func main() {
+	reexecForSysmon(os.Args[1:], os.Stderr) // see sysmon.go; returns if it does not
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
