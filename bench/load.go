@@ -67,7 +67,11 @@ type result struct {
 	// PerUnit is CPU per unit of the headline in µs: per connection, per
 	// request or per MB; NaN without a proxy process.
 	PerUnit float64
-	Window  time.Duration // the measured window's length
+	// Switches are the context switches of the proxy's threads in the
+	// measured window: each is a thread put to sleep and woken again, which
+	// on a shared core is latency on some request's path.
+	Switches int64
+	Window   time.Duration // the measured window's length
 	// Rounds are every round of a repeated cell, this one among them; the
 	// table shows each metric's median over them (report.cell).
 	Rounds []*result
@@ -109,9 +113,9 @@ func runScenario(ctx context.Context, sc scenario, inst *instance, d *dialer, be
 	now := time.Now()
 	w := window{start: now.Add(o.Warmup), end: now.Add(o.Warmup + o.Duration)}
 	var e errs
-	cpu := func() time.Duration { return 0 }
+	usage := func() procUsage { return procUsage{} }
 	if sc.Kind != "idle" {
-		cpu = cpuDuring(ctx, inst.pids(), w)
+		usage = usageDuring(ctx, inst.pids(), w)
 	}
 	switch sc.Kind {
 	case "handshake":
@@ -132,24 +136,27 @@ func runScenario(ctx context.Context, sc scenario, inst *instance, d *dialer, be
 		res.Unit = "KiB/conn"
 	}
 	res.Errors, res.FirstErr = e.n.Load(), e.first
-	res.CPU, res.PerUnit, res.Window = cpu(), math.NaN(), o.Duration
+	u := usage()
+	res.CPU, res.Switches, res.PerUnit, res.Window = u.cpu, u.switches, math.NaN(), o.Duration
 	if units := res.Value * o.Duration.Seconds(); sc.Kind != "idle" && len(inst.pids()) > 0 && units > 0 {
 		res.PerUnit = float64(res.CPU.Microseconds()) / units
 	}
 	return res
 }
 
-// cpuDuring samples the CPU time of pids at the start and end of the
-// measured window; the returned function waits for the second sample.
-func cpuDuring(ctx context.Context, pids []int, w window) func() time.Duration {
-	done := make(chan time.Duration, 1)
+// usageDuring samples the CPU time and context switches of pids at the
+// start and end of the measured window; the returned function waits for the
+// second sample.
+func usageDuring(ctx context.Context, pids []int, w window) func() procUsage {
+	done := make(chan procUsage, 1)
 	go func() {
 		sleepUntil(ctx, w.start)
-		c0 := treeCPU(pids)
+		u0 := treeUsage(pids)
 		sleepUntil(ctx, w.end)
-		done <- treeCPU(pids) - c0
+		u1 := treeUsage(pids)
+		done <- procUsage{cpu: u1.cpu - u0.cpu, switches: u1.switches - u0.switches}
 	}()
-	return func() time.Duration { return <-done }
+	return func() procUsage { return <-done }
 }
 
 // handshakes: closed loop, each op a new connection, a 64 B echo and a close.

@@ -42,6 +42,14 @@ type metric struct {
 func value(r *result) float64   { return r.Value }
 func perUnit(r *result) float64 { return r.PerUnit }
 
+// switchesPerOp is the proxy's context switches per request or connection.
+func switchesPerOp(r *result) float64 {
+	if math.IsNaN(r.PerUnit) || r.Ops == 0 {
+		return math.NaN()
+	}
+	return float64(r.Switches) / (r.Value * r.Window.Seconds())
+}
+
 // busy is the share of one core the proxy used in the measured window: near
 // 100 on the one-core table means the proxy was the bound, below it the load
 // generator was.
@@ -78,12 +86,14 @@ func metrics() []metric {
 		{"rr1: p99 (µs)", "rr1", false, pctOf(99), "%.0f"},
 		{"rr1: p99.9 (µs)", "rr1", false, pctOf(99.9), "%.0f"},
 		{"rr1: proxy CPU per request (µs)", "rr1", false, perUnit, "%.1f"},
+		{"rr1: proxy context switches per request", "rr1", false, switchesPerOp, "%.2f"},
 		{"rr32: ops/s", "rr32", true, value, "%.0f"},
 		{"rr32: p99 (µs)", "rr32", false, pctOf(99), "%.0f"},
 		{"rate: achieved ops/s", "rate", true, value, "%.0f"},
 		{"rate: p50 (µs)", "rate", false, pctOf(50), "%.0f"},
 		{"rate: p99 (µs)", "rate", false, pctOf(99), "%.0f"},
 		{"rate: p99.9 (µs)", "rate", false, pctOf(99.9), "%.0f"},
+		{"rate: proxy context switches per request", "rate", false, switchesPerOp, "%.2f"},
 		{"t-idle: RSS per connection, both sides (KiB)", "t-idle", false, value, "%.1f"},
 		{"t-connect: conn/s", "t-connect", true, value, "%.0f"},
 		{"t-connect: p99 (ms)", "t-connect", false, msOf(99), "%.2f"},
@@ -312,7 +322,7 @@ func (rep *report) targets() []string {
 }
 
 var csvHeader = []string{"table", "system", "scenario", "unit", "value", "ops", "errors", "p50_us", "p90_us", "p99_us", "p999_us",
-	"max_us", "resumed", "rss_bytes", "cpu_s", "cpu_us_per_unit", "load1", "note", "first_error"}
+	"max_us", "resumed", "rss_bytes", "cpu_s", "cpu_us_per_unit", "ctx_switches", "load1", "note", "first_error"}
 
 func (rep *report) csvRows() [][]string {
 	rows := [][]string{csvHeader}
@@ -329,7 +339,7 @@ func (rep *report) csvRows() [][]string {
 		}
 		rows = append(rows, []string{r.Table, r.System, r.Scenario, r.Unit, f(r.Value), strconv.FormatInt(r.Ops, 10),
 			strconv.FormatInt(r.Errors, 10), f(r.pct(50)), f(r.pct(90)), f(r.pct(99)), f(r.pct(99.9)), f(mx),
-			f(r.Resumed), strconv.FormatInt(r.RSS, 10), f(r.CPU.Seconds()), f(r.PerUnit), f(r.Load), r.Note, firstLine(r.FirstErr)})
+			f(r.Resumed), strconv.FormatInt(r.RSS, 10), f(r.CPU.Seconds()), f(r.PerUnit), strconv.FormatInt(r.Switches, 10), f(r.Load), r.Note, firstLine(r.FirstErr)})
 	}
 	return rows
 }

@@ -349,18 +349,47 @@ func treeRSS(roots []int) int64 {
 // on every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// treeCPU sums the user and system CPU time the processes and their
-// descendants have used so far.
-func treeCPU(roots []int) time.Duration {
+// procUsage is what processes have used so far.
+type procUsage struct {
+	cpu      time.Duration // user and system time
+	switches int64         // voluntary and involuntary context switches of all threads
+}
+
+// treeUsage sums the usage of the processes and their descendants. Threads
+// that exited are not counted: the proxies keep theirs.
+func treeUsage(roots []int) procUsage {
+	var u procUsage
 	var ticks int64
 	for _, pid := range tree(roots) {
 		if f := statFields(pid); len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			s, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + s
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += ut + st
+		}
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			u.switches += threadSwitches(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
 		}
 	}
-	return time.Duration(ticks) * clockTick
+	u.cpu = time.Duration(ticks) * clockTick
+	return u
+}
+
+// threadSwitches reads voluntary_ctxt_switches + nonvoluntary_ctxt_switches
+// from a thread's status file (0 if it is gone).
+func threadSwitches(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+			c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
 }
 
 func vmRSS(pid int) int64 {
