@@ -143,6 +143,14 @@ func cliMain(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Profiles belong to the table beside them: a run without -profile must
+	// not leave an older run's profiles next to its results.
+	old, _ := filepath.Glob(filepath.Join(c.Out, "profile-*.txt"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	rep, err := run(ctx, c)
 	if err != nil {
 		return err

@@ -58,6 +58,7 @@ func (p *perfRecord) finish(out string) string {
 		return ""
 	}
 	var b strings.Builder
+	fmt.Fprintf(&b, "# %s, recorded %s\n", p.name, time.Now().UTC().Format(time.RFC3339))
 	// Self time by object and by symbol, then inclusive time by symbol: which
 	// Go functions (handshake, copy loop, syscalls) the time is spent under.
 	for _, args := range [][]string{
