@@ -47,7 +47,7 @@ func switchesPerOp(r *result) float64 {
 	if math.IsNaN(r.PerUnit) || r.Ops == 0 {
 		return math.NaN()
 	}
-	return float64(r.Switches) / (r.Value * r.Window.Seconds())
+	return float64(r.Switches) / float64(r.Ops)
 }
 
 // busy is the share of one core the proxy used in the measured window: near

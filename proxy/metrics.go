@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction"}),
 		buffers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_buffer_bytes",
-			Help: "Bytes of 64 KiB bulk buffers held by busy connections, by direction; bounded by --buffer-memory.",
+			Help: "Bytes of 64 KiB bulk buffers held by busy connections, by direction; bounded by --buffer-memory-mib.",
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.open, m.bytes,

@@ -14,9 +14,9 @@ import (
 // gateway turns quiet after a burst: no allocation to speak of and no bytes
 // moving. Returning a few hundred MiB stalls the process for tens of
 // milliseconds (measured: 70 ms for 400 MiB, on one core), so it must not
-// run under live traffic, even traffic that allocates nothing. A burst of new connections leaves the
-// heap at twice its live size (GOGC) until the next collection, which an
-// idle gateway never reaches: thousands of held connections would cost
+// run under live traffic, even traffic that allocates nothing. A burst of
+// new connections leaves the heap at twice its live size (GOGC) until the
+// next collection, which an idle gateway never reaches: thousands of held connections would cost
 // twice what they use, for as long as they stay. One forced collection when
 // allocation stops brings the resident size down to about what is live
 // (measured: 33 → 23 KiB per idle connection). It never runs while
