@@ -43,7 +43,7 @@ func TestQuickRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Systems = []string{"direct", "naive-go", "mcgate"}
-	c.Scenarios = []string{"idle", "handshake", "resume", "bulk1", "rr1", "rate", "t-connect", "t-bulk1"}
+	c.Scenarios = []string{"idle", "idle-busy", "handshake", "resume", "bulk1", "rr1", "rate", "t-connect", "t-bulk1"}
 	c.Opts = runOpts{Warmup: 150 * time.Millisecond, Duration: 700 * time.Millisecond, IdleConns: 200, Rate: 500}
 	c.Limits = 300 * time.Millisecond
 	c.Pin = false // other packages' tests share the machine
@@ -68,14 +68,14 @@ func TestQuickRun(t *testing.T) {
 		if r.Errors != 0 {
 			t.Errorf("%s: %d errors, first: %s", name, r.Errors, r.FirstErr)
 		}
-		if r.System == "direct" && r.Scenario == "idle" {
+		if r.System == "direct" && (r.Scenario == "idle" || r.Scenario == "idle-busy") {
 			continue // no proxy, no memory to measure
 		}
 		if r.Ops <= 0 {
 			t.Errorf("%s: no operation completed", name)
 		}
 		switch {
-		case r.Scenario == "idle" || r.Scenario == "t-idle":
+		case strings.Contains(r.Scenario, "idle"):
 			if r.Ops != int64(c.Opts.IdleConns) || r.RSS <= 0 {
 				t.Errorf("%s: %d of %d conns held, RSS %d", name, r.Ops, c.Opts.IdleConns, r.RSS)
 			}

@@ -21,12 +21,14 @@ type scenario struct {
 	Conc   int    // connections (workers, streams)
 	Resume bool   // TLS session resumption on the client
 	Tunnel bool   // through the egress→ingress pair, plain TCP on the client side
+	Burst  int    // idle: bytes each connection echoes before it idles (else 16)
 	What   string // one line for the report
 }
 
 func allScenarios() []scenario {
 	return []scenario{
 		{Name: "idle", Kind: "idle", Conc: 64, What: "N idle mTLS connections: proxy RSS per connection (KiB)"},
+		{Name: "idle-busy", Kind: "idle", Conc: 64, Burst: idleBurst, What: "the same, each connection having first echoed 256 KiB: what a once-busy connection keeps (KiB)"},
 		{Name: "handshake", Kind: "handshake", Conc: 16, What: "new mTLS connection + 64 B echo + close, 16 clients (conn/s)"},
 		{Name: "resume", Kind: "handshake", Conc: 16, Resume: true, What: "same with TLS 1.3 session resumption (conn/s)"},
 		{Name: "bulk1", Kind: "bulk", Conc: 1, What: "1 stream of 64 KiB writes to a discarding backend (MB/s)"},
@@ -35,6 +37,7 @@ func allScenarios() []scenario {
 		{Name: "rr32", Kind: "rr", Conc: 32, What: "1 KiB request/response, 32 connections (ops/s, latency)"},
 		{Name: "rate", Kind: "rate", Conc: 16, What: "1 KiB request/response at a fixed rate over 16 connections, open loop, CO-corrected latency"},
 		{Name: "t-idle", Kind: "idle", Conc: 64, Tunnel: true, What: "idle connections through egress→ingress: RSS of both per connection (KiB)"},
+		{Name: "t-idle-busy", Kind: "idle", Conc: 64, Tunnel: true, Burst: idleBurst, What: "the same, each connection having first echoed 256 KiB (KiB)"},
 		{Name: "t-connect", Kind: "handshake", Conc: 16, Tunnel: true, What: "new app connection through egress→ingress + 64 B echo (conn/s)"},
 		{Name: "t-bulk1", Kind: "bulk", Conc: 1, Tunnel: true, What: "1 stream through egress→ingress (MB/s)"},
 		{Name: "t-rr1", Kind: "rr", Conc: 1, Tunnel: true, What: "1 KiB request/response through egress→ingress (ops/s, latency)"},
@@ -328,8 +331,17 @@ func reqResp(ctx context.Context, conc int, d *dialer, w window, rate int, res *
 	wg.Wait()
 }
 
-// idle opens n connections, each proven end to end by a 16 B echo, holds them
-// and reports the growth of the proxy's RSS per connection.
+// idleBurst is what each connection of an idle-busy cell echoes before it
+// idles: enough for full-size TLS records each way (Go's crypto/tls, the
+// load generator's, sends small records for the first 128 KiB), so that
+// every TLS library grows its buffers to their bulk size. A gateway's connections are rarely idle from
+// birth; what one keeps after a burst is what thousands of pooled
+// connections cost between requests.
+const idleBurst = 256 << 10
+
+// idle opens n connections, each proven end to end by an echo (16 B, or the
+// scenario's burst), holds them and reports the growth of the proxy's RSS
+// per connection.
 // idleSettle is how long idle connections are held before memory is read.
 const idleSettle = 10 * time.Second
 
@@ -346,7 +358,7 @@ func idle(ctx context.Context, sc scenario, inst *instance, d *dialer, n int, re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			msg := make([]byte, 16)
+			msg := make([]byte, max(sc.Burst, 16))
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= int64(n) {

@@ -69,6 +69,7 @@ func msOf(q float64) func(*result) float64 {
 func metrics() []metric {
 	return []metric{
 		{"idle: RSS per connection (KiB)", "idle", false, value, "%.1f"},
+		{"idle-busy: RSS per connection after a 256 KiB echo (KiB)", "idle-busy", false, value, "%.1f"},
 		{"handshake: conn/s", "handshake", true, value, "%.0f"},
 		{"handshake: p50 (ms)", "handshake", false, msOf(50), "%.2f"},
 		{"handshake: p99 (ms)", "handshake", false, msOf(99), "%.2f"},
@@ -95,6 +96,7 @@ func metrics() []metric {
 		{"rate: p99.9 (µs)", "rate", false, pctOf(99.9), "%.0f"},
 		{"rate: proxy context switches per request", "rate", false, switchesPerOp, "%.2f"},
 		{"t-idle: RSS per connection, both sides (KiB)", "t-idle", false, value, "%.1f"},
+		{"t-idle-busy: RSS per connection after a 256 KiB echo, both sides (KiB)", "t-idle-busy", false, value, "%.1f"},
 		{"t-connect: conn/s", "t-connect", true, value, "%.0f"},
 		{"t-connect: p99 (ms)", "t-connect", false, msOf(99), "%.2f"},
 		{"t-bulk1: MB/s", "t-bulk1", true, value, "%.0f"},
