@@ -277,26 +277,42 @@ func run(ctx context.Context, c config) (*report, error) {
 // runPhase starts every system at once (ingress, or the egress→ingress
 // pairs), then runs each scenario on one system after the other, so that
 // load from elsewhere on a shared machine falls on all systems alike rather
-// than on whichever ran at the time. Idle goes first, while every process is
-// fresh; each scenario starts the round at a different system.
+// than on whichever ran at the time. Idle cells go first, each on freshly
+// started processes; each scenario starts the round at a different system.
 func runPhase(ctx context.Context, c config, e *env, systems []*system, tunnel bool, group []scenario, be *backends, table string) []*result {
 	insts := make([]*instance, len(systems))
 	errs := make([]error, len(systems))
-	for i, sys := range systems {
-		start := sys.ingress
-		if tunnel {
-			start = sys.tunnel
-		}
-		insts[i], errs[i] = start(e)
-		if insts[i] != nil {
-			defer insts[i].stop()
-		}
-		if errs[i] != nil {
-			c.Log("%s: start: %v", sys.name, errs[i])
+	startAll := func() {
+		for i, sys := range systems {
+			if insts[i] != nil {
+				insts[i].stop()
+			}
+			start := sys.ingress
+			if tunnel {
+				start = sys.tunnel
+			}
+			insts[i], errs[i] = start(e)
+			if errs[i] != nil {
+				c.Log("%s: start: %v", sys.name, errs[i])
+			}
 		}
 	}
+	defer func() {
+		for _, in := range insts {
+			if in != nil {
+				in.stop()
+			}
+		}
+	}()
+	startAll()
 	var out []*result
 	for k, sc := range group {
+		if sc.Kind == "idle" && k > 0 {
+			// Memory is measured as growth from a fresh process: an earlier
+			// idle cell leaves pools behind (HAProxy's, nginx's) that the
+			// next would reuse and so not count.
+			startAll()
+		}
 		rounds := max(c.Repeat, 1)
 		if sc.Kind == "idle" {
 			rounds = 1 // minutes per round, and memory is not what a noisy neighbour moves
