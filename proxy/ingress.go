@@ -218,6 +218,7 @@ func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 		return false
 	}
 	s.requests.Inc()
+	forgetPeerChain(tc) // authorized and routed: nothing reads it from here on
 	client := tlsSide(tc, raw)
 	if br != nil {
 		client.r = br

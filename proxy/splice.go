@@ -337,5 +337,8 @@ func (d *direction) park() bool {
 	if err != nil {
 		return false
 	}
+	if tc, ok := d.src.conn.(*tls.Conn); ok {
+		releaseTLSInput(tc) // before park: from then on another goroutine may read
+	}
 	return d.s.parker.park(d, rc)
 }

@@ -2,19 +2,14 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // countingConn counts the calls that reach the TCP connection under a
@@ -38,21 +33,18 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // a transport (sharing budget) over a counting connection.
 func tlsPair(t *testing.T, budget *bufferBudget) (client, server *tls.Conn, clientRaw, serverRaw *countingConn) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"transport.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	cert := selfSigned(t, "transport.test")
 	c, s := tcpPair(t)
 	clientRaw, serverRaw = &countingConn{Conn: c}, &countingConn{Conn: s}
 	client = tls.Client(newTransport(clientRaw, budget), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
 	server = tls.Server(newTransport(serverRaw, budget), &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshake(t, client, server)
+	return client, server, clientRaw, serverRaw
+}
+
+// handshake runs both ends' TLS handshakes and fails t if either fails.
+func handshake(t *testing.T, client, server *tls.Conn) {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- server.Handshake() }()
 	if err := client.Handshake(); err != nil {
@@ -61,7 +53,6 @@ func tlsPair(t *testing.T, budget *bufferBudget) (client, server *tls.Conn, clie
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	return client, server, clientRaw, serverRaw
 }
 
 // TestTransportGathersRecords: a 64 KiB write is four TLS records; through

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"reflect"
+	"unsafe"
+)
+
+// crypto/tls keeps a connection's raw input and its handshake messages in
+// two bytes.Buffers that only ever grow (golang/go#43563; the fix upstream,
+// golang/go#48229, is the same as ours and has not landed). Once a
+// connection has carried bulk data its raw input holds 32 KiB, idle or not,
+// for as long as the connection lives: with thousands of pooled connections
+// that is most of a gateway's memory. HAProxy and nginx free their TLS
+// buffers between reads (OpenSSL's SSL_MODE_RELEASE_BUFFERS); crypto/tls
+// offers no such call, so a parked direction drops the buffers itself.
+//
+// The same goes for the client's certificate chain, which a server
+// connection parses anew at each full handshake and keeps (5 KiB) although
+// nothing reads it once the connection is authorized.
+//
+// The fields are found by name and type once; if a Go release renames or
+// retypes them, the offsets stay 0 and connections keep what they hold, as
+// before (TestTLSStateFieldsFound fails first, in CI).
+var (
+	rawInputOffset       = tlsConnField("rawInput", reflect.TypeFor[bytes.Buffer]())
+	handOffset           = tlsConnField("hand", reflect.TypeFor[bytes.Buffer]())
+	peerCertsOffset      = tlsConnField("peerCertificates", reflect.TypeFor[[]*x509.Certificate]())
+	verifiedChainsOffset = tlsConnField("verifiedChains", reflect.TypeFor[[][]*x509.Certificate]())
+)
+
+// tlsConnField is the offset of tls.Conn's field name if it has type t,
+// else 0 (no field of interest is a Conn's first).
+func tlsConnField(name string, t reflect.Type) uintptr {
+	f, ok := reflect.TypeFor[tls.Conn]().FieldByName(name)
+	if !ok || f.Type != t || f.Offset == 0 {
+		return 0
+	}
+	return f.Offset
+}
+
+// tlsConnAt points at the field of tc at offset, or is nil for 0.
+func tlsConnAt[T any](tc *tls.Conn, offset uintptr) *T {
+	if offset == 0 {
+		return nil
+	}
+	return (*T)(unsafe.Add(unsafe.Pointer(tc), offset))
+}
+
+// releaseTLSInput frees tc's input buffers where they hold no bytes; a
+// buffer holding part of a record keeps it. crypto/tls allocates anew, at
+// the size the next record needs, when it reads again.
+//
+// Only a parked direction may call it: crypto/tls guards these buffers
+// with its input lock, which only its Read takes, and a direction parks
+// only after its Read returned and before anyone may read again (the
+// parker's hand-off orders this call before the next Read). Writes and
+// Close do not touch them.
+func releaseTLSInput(tc *tls.Conn) {
+	for _, off := range [...]uintptr{rawInputOffset, handOffset} {
+		if b := tlsConnAt[bytes.Buffer](tc, off); b != nil && b.Len() == 0 {
+			*b = bytes.Buffer{}
+		}
+	}
+}
+
+// forgetPeerChain drops the client's certificate chain from an authorized
+// server connection: from then on its ConnectionState has no
+// PeerCertificates or VerifiedChains. A TLS 1.3 server reads them only
+// during the handshake (its session tickets are issued there too), so
+// crypto/tls does not miss them. Call it from the goroutine that made the
+// handshake, before the connection is shared. A client connection must keep
+// its chain: crypto/tls puts it into the session tickets it receives later.
+func forgetPeerChain(tc *tls.Conn) {
+	if p := tlsConnAt[[]*x509.Certificate](tc, peerCertsOffset); p != nil {
+		*p = nil
+	}
+	if p := tlsConnAt[[][]*x509.Certificate](tc, verifiedChainsOffset); p != nil {
+		*p = nil
+	}
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestTLSStateFieldsFound: the crypto/tls fields that idle connections
+// release exist in this Go with the types tlsmem.go expects. When a Go
+// release changes them, this fails and the release silently stops working
+// elsewhere (connections keep their buffers, as crypto/tls would).
+func TestTLSStateFieldsFound(t *testing.T) {
+	for name, off := range map[string]uintptr{"rawInput": rawInputOffset, "hand": handOffset,
+		"peerCertificates": peerCertsOffset, "verifiedChains": verifiedChainsOffset} {
+		if off == 0 {
+			t.Errorf("tls.Conn has no field %s of the expected type", name)
+		}
+	}
+}
+
+// heldConn sends writes on, or keeps them while hold is set, so a test
+// can deliver a TLS record in pieces.
+type heldConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hold bool
+	held []byte
+}
+
+func (h *heldConn) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hold {
+		h.held = append(h.held, p...)
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
+}
+
+func selfSigned(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestTLSStateRelease: a server connection that forgot its client's chain
+// and dropped its input buffers after bulk data goes on reading exactly
+// what the client sends, and a record that had only partly arrived when the
+// buffers were released is kept and completed.
+func TestTLSStateRelease(t *testing.T) {
+	c, s := tcpPair(t)
+	hc := &heldConn{Conn: c}
+	client := tls.Client(hc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{selfSigned(t, "client.test")}})
+	server := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{selfSigned(t, "server.test")},
+		ClientAuth: tls.RequireAnyClientCert})
+	handshake(t, client, server)
+
+	if len(server.ConnectionState().PeerCertificates) != 1 {
+		t.Fatal("server has no client certificate to forget")
+	}
+	forgetPeerChain(server)
+	if cs := server.ConnectionState(); cs.PeerCertificates != nil || cs.VerifiedChains != nil {
+		t.Error("the client's chain is still held after forgetPeerChain")
+	}
+
+	send := func(p []byte) {
+		go func() { client.Write(p) }()
+	}
+	expect := func(want []byte) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(server, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatal("server read other bytes than the client sent")
+		}
+	}
+	bulk := make([]byte, 256<<10)
+	rand.Read(bulk)
+	send(bulk)
+	expect(bulk)
+	rawInput := tlsConnAt[bytes.Buffer](server, rawInputOffset)
+	if rawInput.Cap() < 16<<10 {
+		t.Fatalf("raw input holds %d bytes after bulk data, want a full record's room", rawInput.Cap())
+	}
+	releaseTLSInput(server)
+	if rawInput.Cap() != 0 {
+		t.Errorf("raw input still holds %d bytes after release", rawInput.Cap())
+	}
+	after := []byte("after the release")
+	send(after)
+	expect(after)
+
+	// A record cut in two: the first half arrives, the read times out
+	// waiting for the rest (as before parking), the release keeps it.
+	hc.mu.Lock()
+	hc.hold = true
+	hc.mu.Unlock()
+	msg := bytes.Repeat([]byte("partial "), 125)
+	if _, err := client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	hc.mu.Lock()
+	record := hc.held
+	hc.hold, hc.held = false, nil
+	hc.mu.Unlock()
+	half := len(record) / 2
+	if _, err := c.Write(record[:half]); err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := server.Read(make([]byte, len(msg))); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of half a record: %d, %v; want a timeout", n, err)
+	}
+	if rawInput.Len() != half {
+		t.Fatalf("raw input holds %d bytes, want the %d that arrived", rawInput.Len(), half)
+	}
+	releaseTLSInput(server)
+	if rawInput.Len() != half {
+		t.Fatalf("release dropped a partial record: %d bytes left of %d", rawInput.Len(), half)
+	}
+	if _, err := c.Write(record[half:]); err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Time{})
+	expect(msg)
+}
