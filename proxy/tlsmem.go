@@ -31,6 +31,12 @@ var (
 	verifiedChainsOffset = tlsConnField("verifiedChains", reflect.TypeFor[[][]*x509.Certificate]())
 )
 
+// ReleasesTLSState reports whether this build can release the TLS state of
+// idle connections; the gateway warns at start when it cannot.
+func ReleasesTLSState() bool {
+	return rawInputOffset != 0 && handOffset != 0 && peerCertsOffset != 0 && verifiedChainsOffset != 0
+}
+
 // tlsConnField is the offset of tls.Conn's field name if it has type t,
 // else 0 (no field of interest is a Conn's first).
 func tlsConnField(name string, t reflect.Type) uintptr {

@@ -28,6 +28,9 @@ func TestTLSStateFieldsFound(t *testing.T) {
 			t.Errorf("tls.Conn has no field %s of the expected type", name)
 		}
 	}
+	if !ReleasesTLSState() {
+		t.Error("ReleasesTLSState is false: the gateway would warn at start")
+	}
 }
 
 // heldConn sends writes on, or keeps them while hold is set, so a test

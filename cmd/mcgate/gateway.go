@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,10 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		log.Warn().Err(err).Msg("no soft memory limit from the container")
 	} else if n > 0 {
 		log.Info().Int64("bytes", n).Msg("soft memory limit: 90% of the container's")
+	}
+	if !proxy.ReleasesTLSState() {
+		log.Warn().Str("go", runtime.Version()).
+			Msg("this Go's crypto/tls is not the one mcgate knows: idle connections keep their TLS buffers (about 40 KiB more each)")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
