@@ -26,10 +26,7 @@ var transportBufPool = sync.Pool{New: func() any { b := make([]byte, transportBu
 // connection churn the pool is often empty after a GC. crypto/tls asks for
 // more only when it has no complete record, so a read that waits on the
 // socket always finds the transport empty: parking (park.go) can trust the
-// socket's readiness. Every read returns at most up to the end of one TLS
-// record (recordCursor says why); what a direct read brought beyond it waits
-// in a read-ahead buffer, which crypto/tls drains before the transport reads
-// the socket again.
+// socket's readiness.
 //
 // Writes: between hold and flush, the records of one tls.Conn.Write are
 // gathered and written with one syscall. Only the direction that copies into
@@ -49,7 +46,6 @@ type transport struct {
 	rbuf      *[]byte // nil when empty
 	r, w      int     // unread bytes are (*rbuf)[r:w]
 	closed    bool
-	cursor    recordCursor // where the bytes handed to crypto/tls end
 
 	wmu     sync.Mutex
 	holding bool    // a hold is on and its buffer is budgeted
@@ -66,7 +62,7 @@ func (t *transport) Read(p []byte) (int, error) {
 	if t.rbuf == nil {
 		t.rmu.Unlock()
 		if !t.readAhead || len(p) >= transportBufSize || !t.budget.take(transportBufSize) {
-			return t.readDirect(p)
+			return t.Conn.Read(p)
 		}
 		bp := transportBufPool.Get().(*[]byte)
 		n, err := t.Conn.Read(*bp)
@@ -84,41 +80,13 @@ func (t *transport) Read(p []byte) (int, error) {
 		t.rbuf, t.r, t.w = bp, 0, n
 	}
 	defer t.rmu.Unlock()
-	n := t.cursor.advance((*t.rbuf)[t.r:min(t.w, t.r+len(p))])
-	copy(p, (*t.rbuf)[t.r:t.r+n])
+	n := copy(p, (*t.rbuf)[t.r:t.w])
 	t.r += n
 	if t.r == t.w {
 		t.releaseRead(t.rbuf)
 		t.rbuf = nil
 	}
 	return n, nil
-}
-
-// readDirect reads the socket into p and returns what belongs to the
-// record in progress; bytes of the next records wait in a read-ahead buffer.
-// Without room in the budget for one, it returns all it read.
-func (t *transport) readDirect(p []byte) (int, error) {
-	n, err := t.Conn.Read(p)
-	if n == 0 {
-		return n, err
-	}
-	k := t.cursor.advance(p[:n])
-	if k == n || n-k > transportBufSize || !t.budget.take(transportBufSize) {
-		for k < n {
-			k += t.cursor.advance(p[k:n])
-		}
-		return n, err
-	}
-	bp := transportBufPool.Get().(*[]byte)
-	t.rmu.Lock()
-	defer t.rmu.Unlock()
-	if t.closed {
-		t.releaseRead(bp)
-		return 0, net.ErrClosed
-	}
-	// The error, if any, comes again from the socket once the rest is served.
-	t.rbuf, t.r, t.w = bp, 0, copy(*bp, p[k:n])
-	return k, nil
 }
 
 func (t *transport) releaseRead(bp *[]byte) {
