@@ -334,17 +334,17 @@ func reqResp(ctx context.Context, conc int, d *dialer, w window, rate int, res *
 // idleBurst is what each connection of an idle-busy cell echoes before it
 // idles: enough for full-size TLS records each way (Go's crypto/tls, the
 // load generator's, sends small records for the first 128 KiB), so that
-// every TLS library grows its buffers to their bulk size. A gateway's connections are rarely idle from
-// birth; what one keeps after a burst is what thousands of pooled
-// connections cost between requests.
+// every TLS library grows its buffers to their bulk size. A gateway's
+// connections are rarely idle from birth; what one keeps after a burst is
+// what thousands of pooled connections cost between requests.
 const idleBurst = 256 << 10
+
+// idleSettle is how long idle connections are held before memory is read.
+const idleSettle = 10 * time.Second
 
 // idle opens n connections, each proven end to end by an echo (16 B, or the
 // scenario's burst), holds them and reports the growth of the proxy's RSS
 // per connection.
-// idleSettle is how long idle connections are held before memory is read.
-const idleSettle = 10 * time.Second
-
 func idle(ctx context.Context, sc scenario, inst *instance, d *dialer, n int, res *result, e *errs) {
 	// Without a proxy process (direct) the connections are still opened and
 	// held, but there is no memory to read.

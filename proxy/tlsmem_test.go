@@ -2,14 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"sync"
@@ -52,35 +48,18 @@ func (h *heldConn) Write(p []byte) (int, error) {
 	return h.Conn.Write(p)
 }
 
-func selfSigned(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// TestTLSStateRelease: a server connection that forgot its client's chain
-// and dropped its input buffers after bulk data goes on reading exactly
-// what the client sends, and a record that had only partly arrived when the
-// buffers were released is kept and completed.
+// TestTLSStateRelease: a gateway's server connection that forgot its
+// client's chain and dropped its input buffers after bulk data goes on
+// reading exactly what the client sends, and a record that had only partly
+// arrived when the buffers were released is kept and completed.
 func TestTLSStateRelease(t *testing.T) {
 	c, s := tcpPair(t)
 	hc := &heldConn{Conn: c}
-	client := tls.Client(hc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{selfSigned(t, "client.test")}})
-	server := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{selfSigned(t, "server.test")},
-		ClientAuth: tls.RequireAnyClientCert})
+	clientCfg, serverCfg := mtlsConfigs(t)
+	client, server := tls.Client(hc, clientCfg), tls.Server(s, serverCfg)
 	handshake(t, client, server)
 
-	if len(server.ConnectionState().PeerCertificates) != 1 {
+	if len(server.ConnectionState().PeerCertificates) == 0 {
 		t.Fatal("server has no client certificate to forget")
 	}
 	forgetPeerChain(server)

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mcgate/mcgate/identity"
+	"github.com/mcgate/mcgate/internal/testpki"
 )
 
 // countingConn counts the calls that reach the TCP connection under a
@@ -33,13 +36,24 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // a transport (sharing budget) over a counting connection.
 func tlsPair(t *testing.T, budget *bufferBudget) (client, server *tls.Conn, clientRaw, serverRaw *countingConn) {
 	t.Helper()
-	cert := selfSigned(t, "transport.test")
+	clientCfg, serverCfg := mtlsConfigs(t)
 	c, s := tcpPair(t)
 	clientRaw, serverRaw = &countingConn{Conn: c}, &countingConn{Conn: s}
-	client = tls.Client(newTransport(clientRaw, budget), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
-	server = tls.Server(newTransport(serverRaw, budget), &tls.Config{Certificates: []tls.Certificate{cert}})
+	client = tls.Client(newTransport(clientRaw, budget), clientCfg)
+	server = tls.Server(newTransport(serverRaw, budget), serverCfg)
 	handshake(t, client, server)
 	return client, server, clientRaw, serverRaw
+}
+
+// mtlsConfigs are a gateway's server config and a client's config for it,
+// as mcgate builds them, under a fresh test anchor.
+func mtlsConfigs(t *testing.T) (client, server *tls.Config) {
+	t.Helper()
+	ca := testpki.New(t)
+	const gwSA, gwNS = "linkerd-gateway", "linkerd-multicluster"
+	server = identity.ServerTLSConfig(testpki.Source(t, ca.IdentityDir(t, gwSA, gwNS)))
+	client = identity.ClientTLSConfig(testpki.Source(t, ca.IdentityDir(t, "web", "default")), testpki.Name(t, gwSA, gwNS))
+	return client, server
 }
 
 // handshake runs both ends' TLS handshakes and fails t if either fails.
