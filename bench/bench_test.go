@@ -111,3 +111,52 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 }
+
+// TestBaselineRun runs mcgate beside mcgate-base, a second build given as
+// the baseline (here the same binary), through ingress and the tunnel: both
+// start on ports of their own and are measured in the same rounds, and the
+// table compares the one with the other.
+func TestBaselineRun(t *testing.T) {
+	c, err := modeConfig("quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Systems = []string{"mcgate", "mcgate-base"}
+	c.Scenarios = []string{"rr1", "t-bulk1"}
+	c.Opts = runOpts{Warmup: 100 * time.Millisecond, Duration: 400 * time.Millisecond, IdleConns: 10, Rate: 500}
+	c.Limits = 100 * time.Millisecond
+	c.Repeat = 2
+	c.Pin = false
+	c.McgateBin = mcgateBinary(t)
+	c.BaselineBin = c.McgateBin
+	c.Cache = t.TempDir()
+	c.Out = t.TempDir()
+	c.Log = t.Logf
+	c.Loopback = fmt.Sprintf("127.%d.%d", 100+(os.Getpid()+1)%100, (os.Getpid()+1)/100%250)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		name := r.System + "/" + r.Scenario
+		seen[name] = true
+		if r.Errors != 0 || r.Ops <= 0 || !(r.Value > 0) {
+			t.Errorf("%s: %d errors (first: %s), %d ops, value %v", name, r.Errors, r.FirstErr, r.Ops, r.Value)
+		}
+	}
+	for _, want := range []string{"mcgate/rr1", "mcgate-base/rr1", "mcgate/t-bulk1", "mcgate-base/t-bulk1"} {
+		if !seen[want] {
+			t.Errorf("no %s cell", want)
+		}
+	}
+	if _, err := rep.write(c.Out); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(c.Out, "results.md"))
+	if !strings.Contains(string(md), "| metric | mcgate | mcgate-base |") || !strings.Contains(string(md), "mcgate-base | ") {
+		t.Errorf("results.md does not compare mcgate with mcgate-base:\n%s", md)
+	}
+}

@@ -36,14 +36,16 @@ type config struct {
 	Limits    time.Duration // time spent on each physical limit
 	Out       string
 	McgateBin string
-	Cache     string
-	Pin       bool     // load generator on core 0, proxies on the cores after it
-	Profile   []string // scenarios during which mcgate is CPU-profiled with perf
-	Repeat    int      // rounds of each cell but idle; the median round is reported
-	Install   bool
-	Keep      bool
-	Loopback  string // first three octets of the run's addresses (default 127.0.0)
-	Log       func(format string, args ...any)
+	// BaselineBin, when set, is run as the system mcgate-base (see baselineSystem).
+	BaselineBin string
+	Cache       string
+	Pin         bool     // load generator on core 0, proxies on the cores after it
+	Profile     []string // scenarios during which mcgate is CPU-profiled with perf
+	Repeat      int      // rounds of each cell but idle; the median round is reported
+	Install     bool
+	Keep        bool
+	Loopback    string // first three octets of the run's addresses (default 127.0.0)
+	Log         func(format string, args ...any)
 }
 
 func modeConfig(mode string) (config, error) {
@@ -103,6 +105,7 @@ func cliMain(args []string) error {
 	rate := fs.Int("rate", 0, "requests/s of the fixed-rate scenario (quick 2000, full 5000)")
 	out := fs.String("out", "", "results directory (quick: bench/results/tmp, full: bench/results)")
 	bin := fs.String("mcgate", "bin/mcgate", "mcgate binary (make build)")
+	base := fs.String("baseline", "", "another mcgate binary, run as the system mcgate-base beside mcgate in the same rounds (an A/B of two builds; e.g. -systems mcgate,mcgate-base -repeat 8)")
 	cache := fs.String("cache", defaultCache(), "peer binaries (ghostunnel, caddy)")
 	pin := fs.Bool("pin", true, "pin the load generator to core 0 and proxies to the next cores")
 	profile := fs.String("profile", "", "comma list of scenarios during which mcgate is profiled with perf (e.g. bulk1,handshake)")
@@ -137,7 +140,10 @@ func cliMain(args []string) error {
 	setIf(&c.Opts.Rate, *rate)
 	setIf(&c.Repeat, *repeat)
 	setIf(&c.Out, *out)
-	c.McgateBin, c.Cache, c.Pin, c.Keep, c.Loopback = *bin, *cache, *pin, *keep, *lo
+	c.McgateBin, c.BaselineBin, c.Cache, c.Pin, c.Keep, c.Loopback = *bin, *base, *cache, *pin, *keep, *lo
+	if c.BaselineBin != "" && len(c.Systems) > 0 && !slices.Contains(c.Systems, "mcgate-base") {
+		c.Systems = append(c.Systems, "mcgate-base")
+	}
 	if *install != "" {
 		c.Install = *install == "yes" || *install == "true"
 	}
@@ -237,7 +243,7 @@ func run(ctx context.Context, c config) (*report, error) {
 		if cores > 1 && len(c.Wide) > 0 {
 			scs = selectScenarios(c.Wide)
 		}
-		e := &env{nofile: nofile, work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, self: self, threads: cores, clientTLS: clientTLS}
+		e := &env{nofile: nofile, work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, baseBin: c.BaselineBin, self: self, threads: cores, clientTLS: clientTLS}
 		if pinned {
 			e.cores = coreList(cores, cpus)
 		}
@@ -247,7 +253,7 @@ func run(ctx context.Context, c config) (*report, error) {
 		}
 		rep.Tables = append(rep.Tables, table)
 		var systems []*system
-		for _, sys := range selectSystems(c.Systems) {
+		for _, sys := range selectSystems(c.Systems, c.BaselineBin != "") {
 			if err := sys.check(e); err != nil {
 				rep.Notes[sys.name] = "not available: " + err.Error()
 				c.Log("%s: skipped: %v", sys.name, err)
@@ -491,6 +497,7 @@ func versions(c config) map[string]string {
 	for name, cmd := range map[string][]string{
 		"haproxy": {"haproxy", "-v"}, "nginx": {"nginx", "-v"}, "openssl": {"openssl", "version"},
 		"ghostunnel": {filepath.Join(c.Cache, "ghostunnel"), "--version"}, "mcgate": {c.McgateBin, "version"},
+		"mcgate-base": {c.BaselineBin, "version"},
 	} {
 		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 		if err == nil {
@@ -503,9 +510,15 @@ func versions(c config) map[string]string {
 	return v
 }
 
-func selectSystems(want []string) []*system {
+// selectSystems picks the wanted systems (all when want is empty), with
+// mcgate-base among them when a baseline build was given.
+func selectSystems(want []string, baseline bool) []*system {
+	all := allSystems()
+	if baseline {
+		all = append(all, baselineSystem())
+	}
 	var out []*system
-	for _, s := range allSystems() {
+	for _, s := range all {
 		if len(want) == 0 || slices.Contains(want, s.name) {
 			out = append(out, s)
 		}

@@ -120,7 +120,7 @@ func (rep *report) find(table, system, scenario string) *result {
 
 func (rep *report) systems() []string {
 	var out []string
-	for _, s := range allSystems() {
+	for _, s := range append(allSystems(), baselineSystem()) {
 		for _, r := range rep.Results {
 			if r.System == s.name {
 				out = append(out, s.name)

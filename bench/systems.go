@@ -21,6 +21,7 @@ type env struct {
 	pki       *pki
 	cache     string // peer binaries
 	mcgateBin string
+	baseBin   string // -baseline: a second mcgate build, the system mcgate-base
 	self      string // this executable, for the naive proxy role
 	cores     string // taskset -c list for proxies; "" = unpinned
 	threads   int    // worker threads/processes a peer may use (cores given)
@@ -138,9 +139,22 @@ func naiveSystem() *system {
 }
 
 func mcgateSystem() *system {
-	in, admin := ingressAddr(4143), ingressAddr(4191)
-	egIn, egAdmin := egressAddr(4143), egressAddr(4191)
-	egEcho, egDis := egressAddr(14200), egressAddr(14201)
+	return mcgateBuild("mcgate", func(e *env) string { return e.mcgateBin }, 0)
+}
+
+// baselineSystem is mcgate-base, another build of mcgate (-baseline) run
+// beside mcgate in the same rounds, on ports of its own: an A/B of two
+// builds under the same load and the same drift of the machine.
+func baselineSystem() *system {
+	return mcgateBuild("mcgate-base", func(e *env) string { return e.baseBin }, 2000)
+}
+
+// mcgateBuild is the system name running the binary bin gives, its ports
+// moved up by offset.
+func mcgateBuild(name string, bin func(*env) string, offset int) *system {
+	in, admin := ingressAddr(4143+offset), ingressAddr(4191+offset)
+	egIn, egAdmin := egressAddr(4143+offset), egressAddr(4191+offset)
+	egEcho, egDis := egressAddr(14200+offset), egressAddr(14201+offset)
 	services := fmt.Sprintf(`services:
 - name: echo
   namespace: bench
@@ -168,19 +182,19 @@ func mcgateSystem() *system {
 		if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 			return nil, err
 		}
-		p, err := e.start(name, e.mcgateBin, nil, "gateway", "--identity-dir", e.pki.Gateway.Dir, "--listen-addr", listen,
+		p, err := e.start(name, bin(e), nil, "gateway", "--identity-dir", e.pki.Gateway.Dir, "--listen-addr", listen,
 			"--admin-addr", adminAddr, "--static-config", file, "--log-level", "warn", "--max-conns", strconv.FormatUint(e.nofile, 10), "--max-handshakes", "10000")
 		if err != nil {
 			return nil, err
 		}
 		return procs(p), p.waitHTTP("http://" + adminAddr + "/ready")
 	}
-	ingress := func(e *env) ([]*proc, error) { return gateway(e, "mcgate", in, admin, services) }
-	egress := func(e *env) ([]*proc, error) { return gateway(e, "mcgate-egress", egIn, egAdmin, services+egressCfg) }
+	ingress := func(e *env) ([]*proc, error) { return gateway(e, name, in, admin, services) }
+	egress := func(e *env) ([]*proc, error) { return gateway(e, name+"-egress", egIn, egAdmin, services+egressCfg) }
 	return &system{
-		name: "mcgate",
+		name: name,
 		check: func(e *env) error {
-			_, err := os.Stat(e.mcgateBin)
+			_, err := os.Stat(bin(e))
 			return err
 		},
 		ingress: func(e *env) (*instance, error) { return sniInstance(in)(ingress(e)) },
