@@ -395,3 +395,58 @@ func TestIngressConnectionLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestIngressDrainTimeoutStuckWriter: at the drain deadline a connection
+// whose gateway is blocked writing to a backend that never reads is cut,
+// and Run returns: no write holds the drain up.
+func TestIngressDrainTimeoutStuckWriter(t *testing.T) {
+	ca := testpki.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetReadBuffer(4 << 10) // fills after a few KiB: never read
+		held <- c
+	}()
+	gw := startGateway(t, ca, routes{"production/api": {8080: {ln.Addr().String()}}}, nil,
+		func(c *proxy.IngressConfig) { c.DrainTimeout = 200 * time.Millisecond })
+	c, err := dialTLS(t, gw.Addr().String(), clientConfig(t, ca, "web", "west", identity.CertOptions{}), "api.production.svc.cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for range 512 { // 32 MiB at most, far more than the buffers on the way hold
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	backend := <-held
+	defer backend.Close()
+	toUpstream := map[string]string{"direction": "ingress", "flow": "to_upstream"}
+	eventually(t, "the gateway writing to the backend", func() bool {
+		return counter(t, gw.reg, "gateway_bytes_total", toUpstream) >= 64<<10
+	})
+	gw.cancel()
+	select {
+	case err := <-gw.done:
+		gw.done <- err
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain deadline: a blocked write holds the connection")
+	}
+	if err := readErr(c); err == nil {
+		t.Fatal("connection survived the drain timeout")
+	}
+}
