@@ -113,6 +113,13 @@ type direction struct {
 	src, dst *side
 	counter  prometheus.Counter
 	token    uint64 // while parked; guarded by the parker's mu
+
+	// Owned by the goroutine running copy.
+	bp       *[]byte   // the copy buffer, from smallBufPool or (large) largeBufPool
+	large    bool      // bp is a large buffer, counted in the budget
+	lastRead time.Time // of the last byte read
+	canPark  bool      // the source may still park
+	poll     pollRead  // reads src between waits, when it can
 }
 
 // newSplicer prepares a splice; start runs it. done gets nil when both
@@ -147,6 +154,13 @@ func (s *splicer) abort(cause error) {
 	if s.aborted.Swap(true) {
 		return
 	}
+	// A direction reading through pollRead writes while it holds its
+	// source's descriptor, and Close waits for every holder: expired
+	// deadlines first end each write and wait on both sockets, so that
+	// neither Close below waits on a write held up by the other's peer.
+	// step checks aborted after it moves a write deadline.
+	s.client.raw.SetDeadline(expired)
+	s.upstream.raw.SetDeadline(expired)
 	s.client.abort()
 	s.upstream.abort()
 	for i := range s.dirs {
@@ -193,47 +207,21 @@ func (d *direction) run() {
 // fails, or has been idle for the park delay and parks.
 func (d *direction) copy() (parked bool, err error) {
 	s, src, dst := d.s, d.src, d.dst
-	pool := &smallBufPool
-	bp := pool.Get().(*[]byte)
+	d.bp, d.large = smallBufPool.Get().(*[]byte), false
 	defer func() {
-		pool.Put(bp)
-		if pool == &largeBufPool {
-			s.buffers.give(largeBufSize)
+		if !parked { // a parked direction has given its buffer back
+			d.putBuf()
 		}
 	}()
-	buf := *bp
-	canPark := s.parkDelay > 0 && s.parker != nil
-	lastRead := time.Now()
-	if s.idle > 0 || canPark {
-		src.conn.SetReadDeadline(s.readDeadline(lastRead, canPark))
+	d.canPark = s.parkDelay > 0 && s.parker != nil
+	d.lastRead = time.Now()
+	if s.idle > 0 || d.canPark {
+		src.conn.SetReadDeadline(s.readDeadline(d.lastRead, d.canPark))
 	}
 	for {
-		n, rerr := src.r.Read(buf)
-		if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && len(buf) == largeBufSize {
-			n, rerr = d.readBuffered(buf, n)
-			src.conn.SetReadDeadline(s.readDeadline(time.Now(), canPark))
-		}
-		if n > 0 {
-			now := time.Now()
-			lastRead = now
-			s.lastActive.Store(now.UnixNano())
-			if s.idle > 0 {
-				// A peer that stops reading must not hold us forever.
-				dst.conn.SetWriteDeadline(now.Add(s.idle))
-			}
-			if err := dst.write(buf[:n]); err != nil {
-				return false, err
-			}
-			d.counter.Add(float64(n))
-			if n == len(buf) && pool == &smallBufPool && s.buffers.take(largeBufSize) {
-				if src.tr != nil {
-					src.tr.readAhead = true // bulk: see transport
-				}
-				pool.Put(bp)
-				pool = &largeBufPool
-				bp = pool.Get().(*[]byte)
-				buf = *bp
-			}
+		werr, rerr := d.pump()
+		if werr != nil {
+			return false, werr
 		}
 		switch {
 		case rerr == nil:
@@ -243,24 +231,99 @@ func (d *direction) copy() (parked bool, err error) {
 			// the end of its stream.
 			dst.closeWrite()
 			return false, nil
-		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || canPark):
+		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || d.canPark):
 			// The read deadline is per direction, idleness is per pair:
 			// keep waiting while the other direction is active.
 			now := time.Now()
 			if s.idleSince(now) {
 				return false, errIdle
 			}
-			if canPark && now.Sub(lastRead) >= s.parkDelay {
+			if d.canPark && now.Sub(d.lastRead) >= s.parkDelay {
+				// The buffer goes back before park: from then on the
+				// direction, and its fields, belong to the parker, which
+				// may resume it in another goroutine at once.
+				d.putBuf()
 				if d.park() {
 					return true, nil
 				}
-				canPark = false // this source cannot park: read on
+				d.bp = smallBufPool.Get().(*[]byte)
+				d.canPark = false // this source cannot park: read on
 			}
-			src.conn.SetReadDeadline(s.readDeadline(lastRead, canPark))
+			src.conn.SetReadDeadline(s.readDeadline(d.lastRead, d.canPark))
 		default:
 			return false, rerr
 		}
 	}
+}
+
+// pump reads from src and writes what it read to dst: once, or, when src
+// can be read through pollRead, over and over with waits in between, until
+// a read or a write fails or a wait ends with the deadline or a close.
+func (d *direction) pump() (werr, rerr error) {
+	if d.poll.ready() || d.poll.open(d.src, d.step) {
+		return d.poll.run()
+	}
+	_, werr, rerr = d.step()
+	return werr, rerr
+}
+
+// step reads once from src and writes what it read, n bytes, to dst.
+func (d *direction) step() (n int, werr, rerr error) {
+	s, src, dst := d.s, d.src, d.dst
+	buf := *d.bp
+	n, rerr = d.read(buf)
+	if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && d.large {
+		n, rerr = d.readBuffered(buf, n)
+		if !d.poll.ready() {
+			src.conn.SetReadDeadline(s.readDeadline(time.Now(), d.canPark))
+		}
+	}
+	if n == 0 {
+		return 0, nil, rerr
+	}
+	now := time.Now()
+	d.lastRead = now
+	s.lastActive.Store(now.UnixNano())
+	if s.idle > 0 {
+		// A peer that stops reading must not hold us forever.
+		dst.conn.SetWriteDeadline(now.Add(s.idle))
+		if s.aborted.Load() {
+			return n, net.ErrClosed, nil // abort's expired deadline may just have been replaced
+		}
+	}
+	if err := dst.write(buf[:n]); err != nil {
+		return n, err, nil
+	}
+	d.counter.Add(float64(n))
+	if n == len(buf) && !d.large && s.buffers.take(largeBufSize) {
+		if src.tr != nil {
+			src.tr.readAhead = true // bulk: see transport
+		}
+		smallBufPool.Put(d.bp)
+		d.bp, d.large = largeBufPool.Get().(*[]byte), true
+	}
+	return n, nil, rerr
+}
+
+// read reads src once: a plain source through pollRead when it is in use,
+// otherwise through its reader (a TLS source's transport reads through
+// pollRead by itself).
+func (d *direction) read(p []byte) (int, error) {
+	if d.poll.ready() && d.src.tr == nil {
+		return d.poll.read(p)
+	}
+	return d.src.r.Read(p)
+}
+
+// putBuf returns the copy buffer to its pool and its budget.
+func (d *direction) putBuf() {
+	if d.large {
+		largeBufPool.Put(d.bp)
+		d.s.buffers.give(largeBufSize)
+	} else {
+		smallBufPool.Put(d.bp)
+	}
+	d.bp, d.large = nil, false
 }
 
 // write writes p to the side, gathering the TLS records of a large write
@@ -281,17 +344,20 @@ func (s *side) write(p []byte) error {
 // readBuffered appends to buf[:n] the records crypto/tls already holds
 // decrypted or received, without waiting for the network, so that one write
 // carries several 16 KiB records instead of one each: fewer syscalls and
-// larger segments on the plaintext side. An expired deadline makes the
-// socket read fail at once (no syscall); crypto/tls keeps a timeout
-// non-fatal and keeps the partial record it holds for the next read. The
-// caller restores the deadline.
+// larger segments on the plaintext side. Through pollRead a read that would
+// wait says so at once; otherwise an expired deadline makes the socket read
+// fail at once (no syscall), and the caller restores the deadline. Either
+// way crypto/tls keeps the error non-fatal and keeps the partial record it
+// holds for the next read.
 func (d *direction) readBuffered(buf []byte, n int) (int, error) {
-	d.src.conn.SetReadDeadline(expired)
+	if !d.poll.ready() {
+		d.src.conn.SetReadDeadline(expired)
+	}
 	for n < len(buf) {
 		m, err := d.src.r.Read(buf[n:])
 		n += m
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err == errWouldBlock || errors.Is(err, os.ErrDeadlineExceeded) {
 				err = nil
 			}
 			return n, err

@@ -42,6 +42,7 @@ type transport struct {
 	// readAhead is set by the one goroutine that reads (under crypto/tls's
 	// input lock); rmu guards the buffer against Close from another.
 	readAhead bool
+	poll      *pollRead // reads the socket while its direction's pollRead runs
 	rmu       sync.Mutex
 	rbuf      *[]byte // nil when empty
 	r, w      int     // unread bytes are (*rbuf)[r:w]
@@ -61,11 +62,14 @@ func (t *transport) Read(p []byte) (int, error) {
 	t.rmu.Lock()
 	if t.rbuf == nil {
 		t.rmu.Unlock()
+		if t.poll != nil && t.poll.empty {
+			return 0, errWouldBlock // before taking a buffer for nothing
+		}
 		if !t.readAhead || len(p) >= transportBufSize || !t.budget.take(transportBufSize) {
-			return t.Conn.Read(p)
+			return t.readSocket(p)
 		}
 		bp := transportBufPool.Get().(*[]byte)
-		n, err := t.Conn.Read(*bp)
+		n, err := t.readSocket(*bp)
 		t.rmu.Lock()
 		if n == 0 || t.closed {
 			t.rmu.Unlock()
@@ -87,6 +91,13 @@ func (t *transport) Read(p []byte) (int, error) {
 		t.rbuf = nil
 	}
 	return n, nil
+}
+
+func (t *transport) readSocket(p []byte) (int, error) {
+	if t.poll != nil {
+		return t.poll.read(p)
+	}
+	return t.Conn.Read(p)
 }
 
 func (t *transport) releaseRead(bp *[]byte) {
