@@ -35,25 +35,35 @@ func mcgateBinary(t *testing.T) string {
 	return out
 }
 
-// TestQuickRun runs the harness in a short quick mode against no proxy, the
-// naive Go proxy and mcgate, and checks every cell measured something.
-func TestQuickRun(t *testing.T) {
+// testConfig is the quick mode as a test runs it: unpinned (other
+// packages' tests share the machine), writing to temporary directories, and
+// off the default 127.0.0.x, so a full bench may run meanwhile, on a /24 of
+// its own per process and test (n), so concurrent test runs of other
+// checkouts do not collide.
+func testConfig(t *testing.T, n int) config {
+	t.Helper()
 	c, err := modeConfig("quick")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Systems = []string{"direct", "naive-go", "mcgate"}
-	c.Scenarios = []string{"idle", "idle-busy", "handshake", "resume", "bulk1", "rr1", "rate", "t-connect", "t-bulk1"}
-	c.Opts = runOpts{Warmup: 150 * time.Millisecond, Duration: 700 * time.Millisecond, IdleConns: 200, Rate: 500}
-	c.Limits = 300 * time.Millisecond
-	c.Pin = false // other packages' tests share the machine
+	c.Pin = false
 	c.McgateBin = mcgateBinary(t)
 	c.Cache = t.TempDir()
 	c.Out = t.TempDir()
 	c.Log = t.Logf
-	// Off the default 127.0.0.x, so a full bench may run meanwhile, and per
-	// process, so concurrent test runs of other checkouts do not collide.
-	c.Loopback = fmt.Sprintf("127.%d.%d", 100+os.Getpid()%100, os.Getpid()/100%250)
+	id := os.Getpid() + n
+	c.Loopback = fmt.Sprintf("127.%d.%d", 100+id%100, id/100%250)
+	return c
+}
+
+// TestQuickRun runs the harness in a short quick mode against no proxy, the
+// naive Go proxy and mcgate, and checks every cell measured something.
+func TestQuickRun(t *testing.T) {
+	c := testConfig(t, 0)
+	c.Systems = []string{"direct", "naive-go", "mcgate"}
+	c.Scenarios = []string{"idle", "idle-busy", "handshake", "resume", "bulk1", "rr1", "rate", "t-connect", "t-bulk1"}
+	c.Opts = runOpts{Warmup: 150 * time.Millisecond, Duration: 700 * time.Millisecond, IdleConns: 200, Rate: 500}
+	c.Limits = 300 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, c)
@@ -117,22 +127,13 @@ func TestQuickRun(t *testing.T) {
 // start on ports of their own and are measured in the same rounds, and the
 // table compares the one with the other.
 func TestBaselineRun(t *testing.T) {
-	c, err := modeConfig("quick")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConfig(t, 1)
 	c.Systems = []string{"mcgate", "mcgate-base"}
 	c.Scenarios = []string{"rr1", "t-bulk1"}
 	c.Opts = runOpts{Warmup: 100 * time.Millisecond, Duration: 400 * time.Millisecond, IdleConns: 10, Rate: 500}
 	c.Limits = 100 * time.Millisecond
 	c.Repeat = 2
-	c.Pin = false
-	c.McgateBin = mcgateBinary(t)
 	c.BaselineBin = c.McgateBin
-	c.Cache = t.TempDir()
-	c.Out = t.TempDir()
-	c.Log = t.Logf
-	c.Loopback = fmt.Sprintf("127.%d.%d", 100+(os.Getpid()+1)%100, (os.Getpid()+1)/100%250)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, c)

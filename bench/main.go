@@ -494,11 +494,14 @@ func loadAvg() float64 {
 
 func versions(c config) map[string]string {
 	v := map[string]string{"go": runtime.Version()}
-	for name, cmd := range map[string][]string{
+	cmds := map[string][]string{
 		"haproxy": {"haproxy", "-v"}, "nginx": {"nginx", "-v"}, "openssl": {"openssl", "version"},
 		"ghostunnel": {filepath.Join(c.Cache, "ghostunnel"), "--version"}, "mcgate": {c.McgateBin, "version"},
-		"mcgate-base": {c.BaselineBin, "version"},
-	} {
+	}
+	if c.BaselineBin != "" {
+		cmds["mcgate-base"] = []string{c.BaselineBin, "version"}
+	}
+	for name, cmd := range cmds {
 		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 		if err == nil {
 			v[name] = strings.TrimSpace(firstLine(string(out)))

@@ -65,9 +65,6 @@ func (p *pollRead) ready() bool { return p.rc != nil }
 // when src is a TCP connection read directly or through a transport with
 // no reader buffering above it (a sniffing reader is dropped once drained).
 func (p *pollRead) open(src *side, step func() (n int, werr, rerr error)) bool {
-	if p.never {
-		return false
-	}
 	if b, ok := src.r.(interface{ Buffered() int }); ok {
 		if b.Buffered() > 0 {
 			return false // try again once the sniffed bytes are read

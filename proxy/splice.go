@@ -260,7 +260,10 @@ func (d *direction) copy() (parked bool, err error) {
 // can be read through pollRead, over and over with waits in between, until
 // a read or a write fails or a wait ends with the deadline or a close.
 func (d *direction) pump() (werr, rerr error) {
-	if d.poll.ready() || d.poll.open(d.src, d.step) {
+	if !d.poll.ready() && !d.poll.never {
+		d.poll.open(d.src, d.step)
+	}
+	if d.poll.ready() {
 		return d.poll.run()
 	}
 	_, werr, rerr = d.step()
@@ -274,9 +277,6 @@ func (d *direction) step() (n int, werr, rerr error) {
 	n, rerr = d.read(buf)
 	if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && d.large {
 		n, rerr = d.readBuffered(buf, n)
-		if !d.poll.ready() {
-			src.conn.SetReadDeadline(s.readDeadline(time.Now(), d.canPark))
-		}
 	}
 	if n == 0 {
 		return 0, nil, rerr
@@ -345,13 +345,14 @@ func (s *side) write(p []byte) error {
 // decrypted or received, without waiting for the network, so that one write
 // carries several 16 KiB records instead of one each: fewer syscalls and
 // larger segments on the plaintext side. Through pollRead a read that would
-// wait says so at once; otherwise an expired deadline makes the socket read
-// fail at once (no syscall), and the caller restores the deadline. Either
-// way crypto/tls keeps the error non-fatal and keeps the partial record it
-// holds for the next read.
+// wait says so at once; otherwise an expired deadline, restored on
+// return, makes the socket read fail at once (no syscall). Either way
+// crypto/tls keeps the error non-fatal and keeps the partial record it holds
+// for the next read.
 func (d *direction) readBuffered(buf []byte, n int) (int, error) {
 	if !d.poll.ready() {
 		d.src.conn.SetReadDeadline(expired)
+		defer func() { d.src.conn.SetReadDeadline(d.s.readDeadline(time.Now(), d.canPark)) }()
 	}
 	for n < len(buf) {
 		m, err := d.src.r.Read(buf[n:])

@@ -62,9 +62,6 @@ func (t *transport) Read(p []byte) (int, error) {
 	t.rmu.Lock()
 	if t.rbuf == nil {
 		t.rmu.Unlock()
-		if t.poll != nil && t.poll.empty {
-			return 0, errWouldBlock // before taking a buffer for nothing
-		}
 		if !t.readAhead || len(p) >= transportBufSize || !t.budget.take(transportBufSize) {
 			return t.readSocket(p)
 		}

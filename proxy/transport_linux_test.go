@@ -25,7 +25,7 @@ func TestTransportReadsAhead(t *testing.T) {
 
 	ss := tlsSide(server, serverRaw.Conn)
 	ss.tr.readAhead = true // as a direction sets it once it sees bulk data
-	d := &direction{src: &ss}
+	d := &direction{s: &splicer{}, src: &ss} // no idle timeout, no parking
 	buf := make([]byte, largeBufSize)
 	// Poll until the socket holds all three records, so that what follows
 	// does not depend on how fast loopback delivers them.
