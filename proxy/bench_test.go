@@ -199,3 +199,61 @@ func benchEgress(b *testing.B, ca *testpki.CA, gateway string) string {
 	runUntilCleanup(b, e.Run)
 	return e.Addrs()["127.0.0.1:0"].String()
 }
+
+// rr sends b.N 1 KiB requests on c, reading each 1 KiB echo before the
+// next: one op is one round trip. With -benchmem the allocations per op
+// of a gateway benchmark, less those of BenchmarkRRDirectTLS (client and
+// backend alone), are the gateway's per request.
+func rr(b *testing.B, c net.Conn) {
+	msg := make([]byte, 1024)
+	buf := make([]byte, 1024)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRRDirectTLS(b *testing.B) {
+	ca := testpki.New(b)
+	src := testpki.Source(b, ca.IdentityDir(b, gwSA, gwNS))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", identity.ServerTLSConfig(src))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	cfg := benchClient(b, ca)
+	cfg.ServerName = "x"
+	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	rr(b, c)
+}
+
+func BenchmarkRRIngress(b *testing.B) {
+	ca := testpki.New(b)
+	gw := benchGateway(b, ca, echoBackendB(b))
+	cfg := benchClient(b, ca)
+	cfg.ServerName = "api.production.svc.cluster.local"
+	c, err := tls.Dial("tcp", gw.Addr().String(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	rr(b, c)
+}
