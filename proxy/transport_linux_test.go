@@ -24,8 +24,10 @@ func TestTransportReadsAhead(t *testing.T) {
 	}
 
 	ss := tlsSide(server, serverRaw.Conn)
-	ss.tr.readAhead = true // as a direction sets it once it sees bulk data
-	d := &direction{s: &splicer{}, src: &ss} // no idle timeout, no parking
+	// readAhead as a direction sets it once it sees bulk data; an empty
+	// splicer: no idle timeout, no parking.
+	ss.tr.readAhead = true
+	d := &direction{s: &splicer{}, src: &ss}
 	buf := make([]byte, largeBufSize)
 	// Poll until the socket holds all three records, so that what follows
 	// does not depend on how fast loopback delivers them.
