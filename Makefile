@@ -16,8 +16,8 @@ build:
 
 include $(wildcard mk/*.mk)
 
-test: build $(TEST_DEPS)
-	$(GO) vet ./...
+# lint first: an unformatted file once reached main through a green CI run.
+test: build lint $(TEST_DEPS)
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 lint:
