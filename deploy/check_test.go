@@ -36,19 +36,6 @@ import (
 	"github.com/mcgate/mcgate/probe"
 )
 
-// probeHealth is the gateway's wiring of probe workers into the mirror.
-type probeHealth struct{ w *probe.Workers }
-
-func (h probeHealth) Set(ts []mirror.ProbeTarget) {
-	out := make([]probe.Target, len(ts))
-	for i, t := range ts {
-		out[i] = probe.Target(t)
-	}
-	h.w.Set(out)
-}
-func (h probeHealth) Alive(c string) bool      { return h.w.Alive(c) }
-func (h probeHealth) Changed() <-chan struct{} { return h.w.Changed() }
-
 func anchorPEM(t *testing.T, cn string) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -185,7 +172,7 @@ func TestCheckAndGateways(t *testing.T) {
 			t.Errorf("probe workers: %v", err)
 		}
 	})
-	runMirrorAsGateway(t, env.West, "check-test", probeHealth{workers}, reg)
+	runMirrorAsGateway(t, env.West, "check-test", workers, reg)
 	const westAdmin = "198.18.0.23:4191"
 	serveAdmin(t, westAdmin, reg, func() error { return nil })
 

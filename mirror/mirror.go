@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/mcgate/mcgate/probe"
 )
 
 // LeaseName is the Lease (in Config.Namespace) that elects the one replica
@@ -43,8 +45,8 @@ const (
 	SecretKey  = "kubeconfig"
 )
 
-// GatewayHealth is what the mirror needs from the remote-gateway probes
-// (probe.Workers satisfies it through a conversion of ProbeTarget).
+// GatewayHealth is what the mirror needs from the remote-gateway probes;
+// *probe.Workers is the gateway's.
 type GatewayHealth interface {
 	// Set replaces the set of probed gateways.
 	Set(targets []ProbeTarget)
@@ -54,16 +56,8 @@ type GatewayHealth interface {
 	Changed() <-chan struct{}
 }
 
-// ProbeTarget is one gateway to probe. Its fields match probe.Target so the
-// wiring converts with probe.Target(t).
-type ProbeTarget struct {
-	Cluster          string
-	Addresses        []string
-	Path             string
-	Period           time.Duration
-	Timeout          time.Duration
-	FailureThreshold int
-}
+// ProbeTarget is one gateway to probe.
+type ProbeTarget = probe.Target
 
 // EgressEntry is one egress listener the gateway must run: accept plain TCP
 // on Port and tunnel it over mTLS to Target through the remote gateway.

@@ -97,7 +97,7 @@ func newMirror(f mirrorFlags, clusterDomain string, log zerolog.Logger, reg prom
 	}
 	m, err := mirror.New(mirror.Config{
 		Client: client, Dynamic: dyn, Namespace: f.namespace, ExportSelector: sel, EgressPorts: pr,
-		AdvertiseAddresses: adv, GatewayService: f.gatewayService, Health: healthAdapter{probes},
+		AdvertiseAddresses: adv, GatewayService: f.gatewayService, Health: probes,
 		Identity: os.Getenv("POD_NAME"), Log: log.With().Str("component", "mirror").Logger(), Registerer: reg,
 	})
 	if err != nil {
@@ -187,17 +187,3 @@ func (a routerAdapter) Route(d proxy.Destination) ([]string, error) {
 	}
 	return nil, err
 }
-
-// healthAdapter converts the mirror's probe targets to probe.Target (the
-// same fields), so neither package imports the other.
-type healthAdapter struct{ w *probe.Workers }
-
-func (h healthAdapter) Set(ts []mirror.ProbeTarget) {
-	out := make([]probe.Target, len(ts))
-	for i, t := range ts {
-		out[i] = probe.Target(t)
-	}
-	h.w.Set(out)
-}
-func (h healthAdapter) Alive(c string) bool      { return h.w.Alive(c) }
-func (h healthAdapter) Changed() <-chan struct{} { return h.w.Changed() }
