@@ -19,16 +19,26 @@ import (
 
 // discardBackend accepts connections and reads them to EOF.
 func discardBackend(b *testing.B) string {
+	return serveTCP(b, func(c net.Conn) { io.Copy(io.Discard, c) })
+}
+
+// echoBackendB accepts connections and echoes them until EOF.
+func echoBackendB(b *testing.B) string {
+	return serveTCP(b, func(c net.Conn) { io.Copy(c, c) })
+}
+
+func serveTCP(b *testing.B, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	serveDiscard(b, ln)
+	serve(b, ln, handle)
 	return ln.Addr().String()
 }
 
-// serveDiscard reads every connection of ln to EOF until the benchmark ends.
-func serveDiscard(b *testing.B, ln net.Listener) {
+// serve hands every connection of ln to handle, and closes it after,
+// until the benchmark ends.
+func serve(b *testing.B, ln net.Listener, handle func(net.Conn)) {
 	b.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -36,9 +46,39 @@ func serveDiscard(b *testing.B, ln net.Listener) {
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
+			go func() { handle(c); c.Close() }()
 		}
 	}()
+}
+
+// directTLS is a client's mTLS connection to a server that ends it itself
+// and hands it to handle: the no-proxy baseline.
+func directTLS(b *testing.B, handle func(net.Conn)) net.Conn {
+	ca := testpki.New(b)
+	src := testpki.Source(b, ca.IdentityDir(b, gwSA, gwNS))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", identity.ServerTLSConfig(src))
+	if err != nil {
+		b.Fatal(err)
+	}
+	serve(b, ln, handle)
+	return dialBench(b, ca, ln.Addr().String(), "x")
+}
+
+// throughIngress is a client's mTLS connection through a gateway to
+// backend.
+func throughIngress(b *testing.B, backend string) net.Conn {
+	ca := testpki.New(b)
+	gw := benchGateway(b, ca, backend)
+	return dialBench(b, ca, gw.Addr().String(), "api.production.svc.cluster.local")
+}
+
+// dialBench dials addr as the bench client.
+func dialBench(b *testing.B, ca *testpki.CA, addr, serverName string) net.Conn {
+	c, err := dialTLS(b, addr, benchClient(b, ca), serverName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
 
 // bulk writes b.N chunks of 64 KiB to c and waits for nothing: the
@@ -65,34 +105,11 @@ func BenchmarkBulkLoopbackTCP(b *testing.B) {
 }
 
 func BenchmarkBulkDirectTLS(b *testing.B) {
-	ca := testpki.New(b)
-	src := testpki.Source(b, ca.IdentityDir(b, gwSA, gwNS))
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", identity.ServerTLSConfig(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	serveDiscard(b, ln)
-	cfg := benchClient(b, ca)
-	cfg.ServerName = "x"
-	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	bulk(b, c)
+	bulk(b, directTLS(b, func(c net.Conn) { io.Copy(io.Discard, c) }))
 }
 
 func BenchmarkBulkIngress(b *testing.B) {
-	ca := testpki.New(b)
-	gw := benchGateway(b, ca, discardBackend(b))
-	cfg := benchClient(b, ca)
-	cfg.ServerName = "api.production.svc.cluster.local"
-	c, err := tls.Dial("tcp", gw.Addr().String(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	bulk(b, c)
+	bulk(b, throughIngress(b, discardBackend(b)))
 }
 
 // BenchmarkBulkTunnel: plain TCP → egress → mTLS → ingress → backend, the
@@ -145,30 +162,10 @@ func BenchmarkConnectIngress(b *testing.B) {
 	}
 }
 
-func echoBackendB(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // benchClient is a client with X25519 pinned, as the bench harness pins it
 // for every system (Go would pick X25519MLKEM768 between Go peers).
 func benchClient(b *testing.B, ca *testpki.CA) *tls.Config {
-	dir := b.TempDir()
-	ca.WriteDir(b, dir, ca.Leaf(b, "web", "west", identity.CertOptions{}))
-	cfg := identity.ClientTLSConfig(testpki.Source(b, dir), testpki.Name(b, gwSA, gwNS))
+	cfg := clientConfig(b, ca, "web", "west", identity.CertOptions{})
 	cfg.CurvePreferences = []tls.CurveID{tls.X25519}
 	return cfg
 }
@@ -219,41 +216,9 @@ func rr(b *testing.B, c net.Conn) {
 }
 
 func BenchmarkRRDirectTLS(b *testing.B) {
-	ca := testpki.New(b)
-	src := testpki.Source(b, ca.IdentityDir(b, gwSA, gwNS))
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", identity.ServerTLSConfig(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	cfg := benchClient(b, ca)
-	cfg.ServerName = "x"
-	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	rr(b, c)
+	rr(b, directTLS(b, func(c net.Conn) { io.Copy(c, c) }))
 }
 
 func BenchmarkRRIngress(b *testing.B) {
-	ca := testpki.New(b)
-	gw := benchGateway(b, ca, echoBackendB(b))
-	cfg := benchClient(b, ca)
-	cfg.ServerName = "api.production.svc.cluster.local"
-	c, err := tls.Dial("tcp", gw.Addr().String(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	rr(b, c)
+	rr(b, throughIngress(b, echoBackendB(b)))
 }

@@ -62,14 +62,14 @@ func startGateway(t *testing.T, ca *testpki.CA, router proxy.Router, allow []str
 
 // clientConfig returns a client config for identity sa.ns issued by ca,
 // expecting the gateway's identity.
-func clientConfig(t *testing.T, ca *testpki.CA, sa, ns string, opts identity.CertOptions) *tls.Config {
+func clientConfig(t testing.TB, ca *testpki.CA, sa, ns string, opts identity.CertOptions) *tls.Config {
 	t.Helper()
 	dir := t.TempDir()
 	ca.WriteDir(t, dir, ca.Leaf(t, sa, ns, opts))
 	return identity.ClientTLSConfig(testpki.Source(t, dir), testpki.Name(t, gwSA, gwNS))
 }
 
-func dialTLS(t *testing.T, addr string, cfg *tls.Config, sni string, alpn ...string) (*tls.Conn, error) {
+func dialTLS(t testing.TB, addr string, cfg *tls.Config, sni string, alpn ...string) (*tls.Conn, error) {
 	t.Helper()
 	cfg = cfg.Clone()
 	cfg.ServerName = sni
