@@ -20,14 +20,14 @@ import (
 // not need a plotting library and its dependency tree.
 
 var palette = map[string]color.RGBA{
-	"direct":      {150, 150, 150, 255},
-	"naive-go":    {120, 120, 200, 255},
-	"haproxy":     {46, 134, 193, 255},
-	"nginx":       {40, 160, 90, 255},
-	"ghostunnel":  {150, 90, 170, 255},
-	"caddy-l4":    {230, 150, 30, 255},
-	"mcgate":      {210, 40, 40, 255},
-	"mcgate-base": {240, 150, 150, 255},
+	"direct":     {150, 150, 150, 255},
+	"naive-go":   {120, 120, 200, 255},
+	"haproxy":    {46, 134, 193, 255},
+	"nginx":      {40, 160, 90, 255},
+	"ghostunnel": {150, 90, 170, 255},
+	"caddy-l4":   {230, 150, 30, 255},
+	"mcgate":     {210, 40, 40, 255},
+	baselineName: {240, 150, 150, 255},
 }
 
 type canvas struct{ *image.RGBA }

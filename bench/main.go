@@ -141,8 +141,8 @@ func cliMain(args []string) error {
 	setIf(&c.Repeat, *repeat)
 	setIf(&c.Out, *out)
 	c.McgateBin, c.BaselineBin, c.Cache, c.Pin, c.Keep, c.Loopback = *bin, *base, *cache, *pin, *keep, *lo
-	if c.BaselineBin != "" && len(c.Systems) > 0 && !slices.Contains(c.Systems, "mcgate-base") {
-		c.Systems = append(c.Systems, "mcgate-base")
+	if c.BaselineBin != "" && len(c.Systems) > 0 && !slices.Contains(c.Systems, baselineName) {
+		c.Systems = append(c.Systems, baselineName)
 	}
 	if *install != "" {
 		c.Install = *install == "yes" || *install == "true"
@@ -499,7 +499,7 @@ func versions(c config) map[string]string {
 		"ghostunnel": {filepath.Join(c.Cache, "ghostunnel"), "--version"}, "mcgate": {c.McgateBin, "version"},
 	}
 	if c.BaselineBin != "" {
-		cmds["mcgate-base"] = []string{c.BaselineBin, "version"}
+		cmds[baselineName] = []string{c.BaselineBin, "version"}
 	}
 	for name, cmd := range cmds {
 		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()

@@ -120,10 +120,10 @@ func (rep *report) find(table, system, scenario string) *result {
 
 func (rep *report) systems() []string {
 	var out []string
-	for _, s := range append(allSystems(), baselineSystem()) {
+	for _, name := range append(names(allSystems()), baselineName) {
 		for _, r := range rep.Results {
-			if r.System == s.name {
-				out = append(out, s.name)
+			if r.System == name {
+				out = append(out, name)
 				break
 			}
 		}

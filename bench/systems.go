@@ -146,8 +146,10 @@ func mcgateSystem() *system {
 // beside mcgate in the same rounds, on ports of its own: an A/B of two
 // builds under the same load and the same drift of the machine.
 func baselineSystem() *system {
-	return mcgateBuild("mcgate-base", func(e *env) string { return e.baseBin }, 2000)
+	return mcgateBuild(baselineName, func(e *env) string { return e.baseBin }, 2000)
 }
+
+const baselineName = "mcgate-base"
 
 // mcgateBuild is the system name running the binary bin gives, its ports
 // moved up by offset.

@@ -86,7 +86,10 @@ func (p *pollRead) open(src *side, step func() (n int, werr, rerr error)) bool {
 func (p *pollRead) run() (werr, rerr error) {
 	p.werr, p.rerr, p.called = nil, nil, false
 	err := p.rc.Read(p.cb)
-	if err != nil && !p.called {
+	if err == nil {
+		return p.werr, p.rerr
+	}
+	if !p.called {
 		// RawConn.Read fails before it calls back when the deadline has
 		// passed already (a late goroutine, a GC pause). crypto/tls may
 		// hold whole records it read earlier (with the handshake's last
@@ -98,10 +101,7 @@ func (p *pollRead) run() (werr, rerr error) {
 			return p.werr, p.rerr
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return p.werr, p.rerr
+	return nil, err
 }
 
 // callback is called by RawConn.Read with the descriptor held: at the
