@@ -17,16 +17,20 @@ build:
 include $(wildcard mk/*.mk)
 
 # lint first: an unformatted file once reached main through a green CI run.
+# bench is a nested module (bench/go.mod): ./... does not reach it, so it is
+# tested and vetted on its own.
 test: build lint $(TEST_DEPS)
 	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -C bench -race -count=1 -timeout 20m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -C bench ./...
 
-# The static two-gateway demo (no Kubernetes): see internal/demo.
+# The static two-gateway demo (no Kubernetes): see demo/.
 demo-static: build
-	$(GO) run ./internal/demo --bin $(BIN)
+	$(GO) run ./demo --bin $(BIN)
 
 # `make demo` is the demo on two real local clusters (demo-kube below).
 demo: demo-kube
@@ -35,7 +39,7 @@ demo: demo-kube
 # namespace; the clusters are stopped afterwards unless KEEP=1.
 DEMO_BIN := .cache/demo
 demo-kube: build kube-up
-	@$(GO) build -o $(DEMO_BIN) ./internal/demo
+	@$(GO) build -o $(DEMO_BIN) ./demo
 	@status=0; ip netns exec mcgate-kube $(DEMO_BIN) kube --bin $(BIN) --kube-dir $(KUBE_DIR) $(if $(KEEP),--keep) || status=$$?; \
 	  if [ -z "$(KEEP)" ]; then $(MAKE) --no-print-directory kube-down; fi; exit $$status
 
@@ -43,7 +47,7 @@ demo-kube: build kube-up
 # runs their seed corpora; this explores).
 FUZZTIME ?= 60s
 fuzz:
-	@set -e; grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./internal/kube/bins' | while read -r f; do \
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./internal/testenv/kube/bins' | while read -r f; do \
 	  dir=$$(dirname "$$f"); \
 	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
 	    echo "== $$dir $$fn ($(FUZZTIME))"; \

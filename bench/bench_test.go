@@ -29,7 +29,10 @@ func mcgateBinary(t *testing.T) string {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "mcgate")
-	if b, err := exec.Command("go", "build", "-o", out, "../cmd/mcgate").CombinedOutput(); err != nil {
+	// bench is a module of its own, so the build runs in the product's.
+	build := exec.Command("go", "build", "-o", out, "./cmd/mcgate")
+	build.Dir = ".."
+	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build mcgate: %v\n%s", err, b)
 	}
 	return out

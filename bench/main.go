@@ -2,7 +2,7 @@
 // mcgate and its peers (HAProxy, nginx stream, ghostunnel, caddy-l4, a naive
 // Go proxy, and no proxy at all) with configs it writes itself, pins each to
 // its own core, runs the same scenarios against each, and writes a markdown
-// table, a CSV and PNG charts. `go run ./bench -h`.
+// table, a CSV and PNG charts. `make bench-bin && bin/bench -h`.
 package main
 
 import (

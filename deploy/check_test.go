@@ -30,8 +30,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mcgate/mcgate/internal/kubetest"
-	"github.com/mcgate/mcgate/internal/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/probe"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 )
 
 // TestCLI runs the mcgate binary the way the guide's user does, piping

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

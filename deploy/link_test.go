@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/mirror"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 )
 
 const (

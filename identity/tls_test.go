@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 )
 
 // pair is a gateway (server) and a client gateway of another cluster under

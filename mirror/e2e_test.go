@@ -25,7 +25,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
-	"github.com/mcgate/mcgate/internal/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

@@ -15,7 +15,7 @@ import (
 
 // The watcher reports when its list and watch calls start and stop failing
 // (a reflector retries a refused watch silently); the outage itself is on
-// real clusters in internal/kubefaults.
+// real clusters in test/kubefaults.
 func TestRemoteReportsFailingCalls(t *testing.T) {
 	changes := 0
 	r := &remote{failing: map[string]error{}, onHealth: func(*remote) { changes++ }}

@@ -1,9 +1,9 @@
-# The hardening suite (internal/hostile and internal/soak, issue 7). `make
+# The hardening suite (test/hostile and test/soak, issue 7). `make
 # test` runs it in its short form; these run it at length and keep the reports.
 #   make soak                      both soaks for SOAK_DURATION (default 10m):
-#                                  data-plane mixed load (internal/hostile), then
+#                                  data-plane mixed load (test/hostile), then
 #                                  mirror churn of 100 services under load on two
-#                                  real clusters (internal/soak); one report in
+#                                  real clusters (test/soak); one report in
 #                                  $(SOAK_REPORT)
 #   make hostile                   hostile clients at full scale (1,000
 #                                  slowloris...) with good clients measured,
@@ -21,12 +21,12 @@ soak: kube-bins
 	@mkdir -p $(dir $(SOAK_REPORT))
 	@rm -f $(SOAK_REPORT)
 	@export MCGATE_SOAK_DURATION=$(SOAK_DURATION) MCGATE_SOAK_REPORT=$(abspath $(SOAK_REPORT)); status=0; \
-	  $(GO) test -count=1 -run '^TestSoak$$' -timeout 0 -v ./internal/hostile || status=1; \
-	  $(GO) test -count=1 -run '^TestMirrorSoak$$' -timeout 0 -v ./internal/soak || status=1; \
+	  $(GO) test -count=1 -run '^TestSoak$$' -timeout 0 -v ./test/hostile || status=1; \
+	  $(GO) test -count=1 -run '^TestMirrorSoak$$' -timeout 0 -v ./test/soak || status=1; \
 	  cat $(SOAK_REPORT) 2>/dev/null; exit $$status
 
 hostile:
 	@mkdir -p $(dir $(HOSTILE_REPORT))
 	MCGATE_HOSTILE_REPORT=$(abspath $(HOSTILE_REPORT)) MCGATE_HOSTILE_STRICT=1 MCGATE_HOSTILE_SCALE=1 \
-	  $(GO) test -count=1 -run '^TestHostileClients$$' -timeout 30m -v ./internal/hostile
+	  $(GO) test -count=1 -run '^TestHostileClients$$' -timeout 30m -v ./test/hostile
 	@cat $(HOSTILE_REPORT)

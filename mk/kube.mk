@@ -1,5 +1,5 @@
 # Real Kubernetes control planes for tests, the demo and development
-# (internal/kube, internal/kubetest).
+# (internal/testenv/kube, internal/testenv/kubetest).
 #
 #   make kube-bins   build etcd, kube-apiserver, kube-controller-manager into
 #                    $MCGATE_CACHE (default ~/.cache/mcgate)/kube/ when missing (~15 min once)
@@ -15,15 +15,15 @@ KUBEUP := $(KUBE_DIR)/kubeup
 TEST_DEPS += kube-bins
 
 kube-bins:
-	@bash internal/kube/build.sh >/dev/null
+	@bash internal/testenv/kube/build.sh >/dev/null
 
 kube-up: kube-bins
 	@mkdir -p $(KUBE_DIR)
-	@$(GO) build -o $(KUBEUP) ./internal/kube/cmd/kubeup
-	@$(KUBEUP) up -dir $(KUBE_DIR) -bins "$$(bash internal/kube/build.sh --dir)"
+	@$(GO) build -o $(KUBEUP) ./internal/testenv/kube/cmd/kubeup
+	@$(KUBEUP) up -dir $(KUBE_DIR) -bins "$$(bash internal/testenv/kube/build.sh --dir)"
 
 kube-down:
 	@mkdir -p $(KUBE_DIR)
-	@$(GO) build -o $(KUBEUP) ./internal/kube/cmd/kubeup
+	@$(GO) build -o $(KUBEUP) ./internal/testenv/kube/cmd/kubeup
 	@$(KUBEUP) down -dir $(KUBE_DIR)
 	@echo "kube: clusters stopped, namespace mcgate-kube removed"

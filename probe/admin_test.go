@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcgate/mcgate/internal/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/probe"
 )
 

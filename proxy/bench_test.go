@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/proxy"
 )
 

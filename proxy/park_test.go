@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
-	"github.com/mcgate/mcgate/internal/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/proxy"
 )
 

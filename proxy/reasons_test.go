@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 )
 
 // TestIngressHandshakeReasons: refusals the identity package makes for

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/mcgate/mcgate/identity"
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 )
 
 // countingConn counts the calls that reach the TCP connection under a

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/mcgate/mcgate/internal/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/mirror"
 )
 

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcgate/mcgate/internal/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/testbin"
 )
 
 // These tests run the real binary: certificates from `mcgate identity`,
