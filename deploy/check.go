@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/mcgate/mcgate/internal/kubeconfig"
 	"github.com/mcgate/mcgate/mirror"
 )
 
@@ -142,9 +143,12 @@ func (c *checker) credentials(ctx context.Context, l *mirror.Link) error {
 	if s.Type != mirror.SecretType {
 		return fmt.Errorf("secret %s is of type %s, want %s", s.Name, s.Type, mirror.SecretType)
 	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(s.Data[mirror.SecretKey])
+	// The Secret is data from a cluster: whoever may write it must not get a
+	// command run (exec plugin) or a local file read (token or key paths) on
+	// the operator's machine. The gateway loads it through the same loader.
+	rc, err := kubeconfig.RESTConfig(s.Data[mirror.SecretKey])
 	if err != nil {
-		return fmt.Errorf("secret %s: key %s is not a kubeconfig: %w", s.Name, mirror.SecretKey, err)
+		return fmt.Errorf("secret %s: key %s is refused: %w", s.Name, mirror.SecretKey, err)
 	}
 	rc.Timeout = 10 * time.Second
 	remote, err := kubernetes.NewForConfig(rc)
