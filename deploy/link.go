@@ -64,27 +64,7 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 	if errs := validation.IsDNS1123Label(o.ClusterName); len(errs) > 0 {
 		return nil, fmt.Errorf("--cluster-name %q: %s", o.ClusterName, strings.Join(errs, "; "))
 	}
-	if o.Namespace == "" {
-		o.Namespace = Namespace
-	}
-	if o.ServiceAccount == "" {
-		o.ServiceAccount = RemoteAccessName
-	}
-	if o.GatewayName == "" {
-		o.GatewayName = GatewayName
-	}
-	if o.GatewayNamespace == "" {
-		o.GatewayNamespace = o.Namespace
-	}
-	if o.Selector == "" {
-		o.Selector = "mirror.linkerd.io/exported=true"
-	}
-	if o.ClusterDomain == "" {
-		o.ClusterDomain = "cluster.local"
-	}
-	if o.TokenDuration == 0 {
-		o.TokenDuration = DefaultTokenDuration
-	}
+	o.setDefaults()
 	sel, err := metav1.ParseToLabelSelector(o.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("--selector %q: %w", o.Selector, err)
@@ -129,7 +109,35 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 	if _, err := link.Config(); err != nil {
 		return nil, fmt.Errorf("the Link would be invalid: %w", err)
 	}
-	for _, obj := range []any{secret, link} {
+	if res.Objects, err = manifests(secret, link); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setDefaults fills what the flags left empty.
+func (o *LinkOptions) setDefaults() {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&o.Namespace, Namespace)
+	def(&o.ServiceAccount, RemoteAccessName)
+	def(&o.GatewayName, GatewayName)
+	def(&o.GatewayNamespace, o.Namespace)
+	def(&o.Selector, "mirror.linkerd.io/exported=true")
+	def(&o.ClusterDomain, "cluster.local")
+	if o.TokenDuration == 0 {
+		o.TokenDuration = DefaultTokenDuration
+	}
+}
+
+// manifests encodes objs as they are printed for kubectl apply: no status
+// and no creation timestamp, which the API server sets.
+func manifests(objs ...any) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, obj := range objs {
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			return nil, fmt.Errorf("encode link: %w", err)
@@ -138,9 +146,9 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 		if md, ok := m["metadata"].(map[string]any); ok {
 			delete(md, "creationTimestamp")
 		}
-		res.Objects = append(res.Objects, &unstructured.Unstructured{Object: m})
+		out = append(out, &unstructured.Unstructured{Object: m})
 	}
-	return res, nil
+	return out, nil
 }
 
 // gatewaySpec fills the gateway and probe fields from the flags, and from
@@ -169,50 +177,17 @@ func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions
 	case err != nil:
 		return nil, fmt.Errorf("read gateway Service %s: %w", where, err)
 	}
-	nodePort := svc.Spec.Type == corev1.ServiceTypeNodePort
-	ports := map[string]corev1.ServicePort{}
-	for _, p := range svc.Spec.Ports {
-		ports[p.Name] = p
-	}
 	if spec.GatewayAddress == "" {
-		var addrs []string
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if in.IP != "" {
-				addrs = append(addrs, in.IP)
-			} else if in.Hostname != "" {
-				addrs = append(addrs, in.Hostname)
-			}
+		if spec.GatewayAddress, err = ingressAddresses(svc, where); err != nil {
+			return nil, err
 		}
-		if len(addrs) == 0 {
-			hint := "its load balancer has no ingress address yet: wait for one, or give --gateway-addresses"
-			if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-				hint = fmt.Sprintf("it is of type %s: give --gateway-addresses (addresses of nodes or of a load balancer that the source cluster reaches)", svc.Spec.Type)
-			}
-			return nil, fmt.Errorf("gateway Service %s has no ingress addresses: %s", where, hint)
-		}
-		spec.GatewayAddress = strings.Join(addrs, ",")
-	}
-	// A NodePort Service is reached on its node ports, the probe included
-	// (the probe port of the Link is the mc-probe node port, Linkerd #14451).
-	port := func(name string) (string, error) {
-		p, ok := ports[name]
-		if !ok {
-			return "", fmt.Errorf("gateway Service %s has no port named %s: reinstall it with mcgate install, or give the port with a flag", where, name)
-		}
-		if nodePort {
-			if p.NodePort == 0 {
-				return "", fmt.Errorf("gateway Service %s: port %s has no node port yet", where, name)
-			}
-			return strconv.Itoa(int(p.NodePort)), nil
-		}
-		return strconv.Itoa(int(p.Port)), nil
 	}
 	if spec.GatewayPort == "" {
-		if spec.GatewayPort, err = port(PortNameGateway); err != nil {
+		if spec.GatewayPort, err = servicePort(svc, where, PortNameGateway); err != nil {
 			return nil, fmt.Errorf("%w (--gateway-port)", err)
 		}
 	}
-	if spec.ProbeSpec.Port, err = port(PortNameProbe); err != nil {
+	if spec.ProbeSpec.Port, err = servicePort(svc, where, PortNameProbe); err != nil {
 		return nil, err
 	}
 	if spec.GatewayIdentity == "" {
@@ -220,8 +195,58 @@ func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions
 			return nil, fmt.Errorf("gateway Service %s has no %s annotation: add it, or give --gateway-identity", where, AnnotationGatewayIdentity)
 		}
 	}
+	if err := probeAnnotations(svc, where, &spec.ProbeSpec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// ingressAddresses are the load balancer addresses of the gateway Service,
+// comma-separated as the Link's gatewayAddress wants them.
+func ingressAddresses(svc *corev1.Service, where string) (string, error) {
+	var addrs []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			addrs = append(addrs, in.IP)
+		} else if in.Hostname != "" {
+			addrs = append(addrs, in.Hostname)
+		}
+	}
+	if len(addrs) == 0 {
+		hint := "its load balancer has no ingress address yet: wait for one, or give --gateway-addresses"
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			hint = fmt.Sprintf("it is of type %s: give --gateway-addresses (addresses of nodes or of a load balancer that the source cluster reaches)", svc.Spec.Type)
+		}
+		return "", fmt.Errorf("gateway Service %s has no ingress addresses: %s", where, hint)
+	}
+	return strings.Join(addrs, ","), nil
+}
+
+// servicePort is the port named name of the gateway Service as the source
+// cluster reaches it: a NodePort Service on its node ports, the probe
+// included (the probe port of the Link is the mc-probe node port, Linkerd
+// #14451).
+func servicePort(svc *corev1.Service, where, name string) (string, error) {
+	for _, p := range svc.Spec.Ports {
+		if p.Name != name {
+			continue
+		}
+		if svc.Spec.Type == corev1.ServiceTypeNodePort {
+			if p.NodePort == 0 {
+				return "", fmt.Errorf("gateway Service %s: port %s has no node port yet", where, name)
+			}
+			return strconv.Itoa(int(p.NodePort)), nil
+		}
+		return strconv.Itoa(int(p.Port)), nil
+	}
+	return "", fmt.Errorf("gateway Service %s has no port named %s: reinstall it with mcgate install, or give the port with a flag", where, name)
+}
+
+// probeAnnotations takes the probe path and period from Linkerd's
+// annotations on the gateway Service, where set.
+func probeAnnotations(svc *corev1.Service, where string, probe *mirror.ProbeSpec) error {
 	if p := svc.Annotations[AnnotationProbePath]; p != "" {
-		spec.ProbeSpec.Path = p
+		probe.Path = p
 	}
 	if p := svc.Annotations[AnnotationProbePeriod]; p != "" {
 		// Linkerd's annotation is in seconds ("3"); the Link wants a duration.
@@ -229,11 +254,11 @@ func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions
 			p += "s"
 		}
 		if _, err := time.ParseDuration(p); err != nil {
-			return nil, fmt.Errorf("gateway Service %s: annotation %s=%q is not a number of seconds", where, AnnotationProbePeriod, svc.Annotations[AnnotationProbePeriod])
+			return fmt.Errorf("gateway Service %s: annotation %s=%q is not a number of seconds", where, AnnotationProbePeriod, svc.Annotations[AnnotationProbePeriod])
 		}
-		spec.ProbeSpec.Period = p
+		probe.Period = p
 	}
-	return spec, nil
+	return nil
 }
 
 // remoteToken asks TokenRequest for a token of the remote-access
