@@ -1,5 +1,9 @@
 # mcgate image: one static binary on distroless, running as non-root.
-# Build: docker build -t ghcr.io/mcgate/mcgate:$(git describe --tags --always) .
+# Build with `make image` (push: `make image-push`), which runs, with
+# VERSION=$(git describe --tags --always --dirty):
+#   docker build --build-arg VERSION=$VERSION -t ghcr.io/mcgate/mcgate:$VERSION .
+# The tag is the version the binary reports (`mcgate version`), so that
+# `mcgate install` from the same build renders this image by default.
 # (The Deployment in deploy/ runs it with a read-only root filesystem.)
 FROM golang:1.26 AS build
 WORKDIR /src

@@ -76,6 +76,24 @@ type Options struct {
 	Image string
 	// TrustDomain forms the gateway identity annotation (default cluster.local).
 	TrustDomain string
+	// AllowIdentities become the gateway's --allow-identity flags; none
+	// lets any identity issued under the trust anchor connect.
+	AllowIdentities []string
+	// ServiceAnnotations are added to the linkerd-gateway Service, e.g. a
+	// cloud's load-balancer settings. The annotations install sets itself
+	// cannot be given here.
+	ServiceAnnotations map[string]string
+	// LoadBalancerSourceRanges are the CIDRs a LoadBalancer Service admits
+	// (none: any source).
+	LoadBalancerSourceRanges []string
+	// ExternalTrafficPolicy of the Service; empty leaves the API server's
+	// default (Cluster). Local keeps client source addresses, which the
+	// gateway's per-source handshake limit needs (SECURITY.md).
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy
+	// NodePortRange is the cluster's service node port range, which
+	// NodePort and ProbeNodePort must fall in (zero: 30000-32767, the API
+	// server's default).
+	NodePortRange PortRange
 }
 
 // files in the order of deploy/base/kustomization.yaml, with the CRD after
@@ -173,22 +191,8 @@ func RemoteAccess(serviceAccount string) ([]*unstructured.Unstructured, error) {
 }
 
 func (o *Options) validate() error {
-	switch o.ServiceType {
-	case "":
-		o.ServiceType = corev1.ServiceTypeLoadBalancer
-	case corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeNodePort, corev1.ServiceTypeClusterIP:
-	default:
-		return fmt.Errorf("gateway service type %q: want LoadBalancer, NodePort or ClusterIP", o.ServiceType)
-	}
-	if o.ServiceType == corev1.ServiceTypeClusterIP && (o.NodePort != 0 || o.ProbeNodePort != 0) {
-		return errors.New("gateway node ports need service type NodePort or LoadBalancer, not ClusterIP")
-	}
-	// 30000-32767 is the API server's default range; others are rejected
-	// there, with a less helpful message.
-	for _, p := range []int32{o.NodePort, o.ProbeNodePort} {
-		if p != 0 && (p < 30000 || p > 32767) {
-			return fmt.Errorf("gateway node port %d: want 30000-32767 (the default service node port range)", p)
-		}
+	if err := o.validateService(); err != nil {
+		return err
 	}
 	if o.ProbePort == 0 {
 		o.ProbePort = 4191
@@ -204,8 +208,12 @@ func (o *Options) validate() error {
 
 func (o *Options) deployment(d *appsv1.Deployment) error {
 	spec := &d.Spec.Template.Spec
+	c := container(spec)
 	if o.Image != "" {
-		container(spec).Image = o.Image
+		c.Image = o.Image
+	}
+	for _, p := range o.AllowIdentities {
+		c.Args = append(c.Args, "--allow-identity="+p)
 	}
 	for i := range spec.Volumes {
 		if spec.Volumes[i].Secret != nil && spec.Volumes[i].Name == "identity" {
@@ -244,6 +252,11 @@ func (o *Options) service(s *corev1.Service) error {
 	}
 	s.Spec.Type = o.ServiceType
 	s.Annotations[AnnotationGatewayIdentity] = GatewayIdentity(o.TrustDomain)
+	for k, v := range o.ServiceAnnotations {
+		s.Annotations[k] = v
+	}
+	s.Spec.LoadBalancerSourceRanges = o.LoadBalancerSourceRanges
+	s.Spec.ExternalTrafficPolicy = o.ExternalTrafficPolicy
 	for i := range s.Spec.Ports {
 		p := &s.Spec.Ports[i]
 		switch p.Name {
