@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -184,6 +185,40 @@ func issue(tmpl *x509.Certificate, parent *KeyPair) (*KeyPair, error) {
 		return nil, err
 	}
 	return &KeyPair{Cert: cert, Key: key}, nil
+}
+
+// CheckCA returns why c cannot sign certificates, or nil: a CA certificate
+// says CA:TRUE in valid basic constraints and, when it restricts its key
+// usage, allows certificate signing. Verifiers refuse chains through any
+// other certificate, so signing with one makes certificates no peer accepts.
+func CheckCA(c *x509.Certificate) error {
+	if !c.BasicConstraintsValid || !c.IsCA {
+		return fmt.Errorf("%s is not a CA certificate (its basic constraints do not say CA:TRUE)", certName(c))
+	}
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return fmt.Errorf("%s is a CA certificate whose key usage does not allow signing certificates", certName(c))
+	}
+	return nil
+}
+
+// CheckAnchor returns why c cannot be a trust anchor, or nil: an anchor is a
+// self-signed root CA. An issuer given as the anchor verifies its own
+// cluster's leaves but no other cluster's, which share only the anchor.
+func CheckAnchor(c *x509.Certificate) error {
+	if err := CheckCA(c); err != nil {
+		return err
+	}
+	if !bytes.Equal(c.RawIssuer, c.RawSubject) || c.CheckSignatureFrom(c) != nil {
+		return fmt.Errorf("%s is not a self-signed root CA: it was issued by %q", certName(c), c.Issuer.CommonName)
+	}
+	return nil
+}
+
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName == "" {
+		return fmt.Sprintf("the certificate with subject %q", c.Subject.String())
+	}
+	return fmt.Sprintf("%q", c.Subject.CommonName)
 }
 
 // CertPEM returns the certificate as a PEM block.

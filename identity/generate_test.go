@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +126,36 @@ func TestKeyPairFiles(t *testing.T) {
 	}
 	if _, err := identity.LoadKeyPair(certFile, certFile+"2.key"); err == nil {
 		t.Error("LoadKeyPair accepted a key of another certificate")
+	}
+}
+
+func TestCheckCAAndAnchor(t *testing.T) {
+	ca := testpki.New(t)
+	leaf := ca.Leaf(t, "web", "prod", identity.CertOptions{})
+	noSign, err := identity.NewAnchor(identity.CertOptions{CommonName: "no-sign", KeyUsage: x509.KeyUsageDigitalSignature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name               string
+		cert               *x509.Certificate
+		wantCA, wantAnchor string // "" for no error
+	}{
+		{"anchor", ca.Anchor.Cert, "", ""},
+		{"issuer", ca.Issuer.Cert, "", `"identity.linkerd.cluster.local" is not a self-signed root CA: it was issued by "root.linkerd.cluster.local"`},
+		{"leaf", leaf.Cert, `"web.prod.serviceaccount.identity.linkerd.cluster.local" is not a CA certificate`,
+			`"web.prod.serviceaccount.identity.linkerd.cluster.local" is not a CA certificate`},
+		{"ca without keyCertSign", noSign.Cert, `"no-sign" is a CA certificate whose key usage does not allow signing certificates`,
+			`"no-sign" is a CA certificate whose key usage does not allow signing certificates`},
+	} {
+		for _, check := range []struct {
+			fn   func(*x509.Certificate) error
+			want string
+		}{{identity.CheckCA, c.wantCA}, {identity.CheckAnchor, c.wantAnchor}} {
+			err := check.fn(c.cert)
+			if (err == nil) != (check.want == "") || (err != nil && !strings.Contains(err.Error(), check.want)) {
+				t.Errorf("%s: %v, want %q", c.name, err, check.want)
+			}
+		}
 	}
 }

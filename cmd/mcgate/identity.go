@@ -28,6 +28,10 @@ func newIdentityCmd() *cobra.Command {
   mcgate identity leaf --ca issuer.crt --ca-key issuer.key --anchor ca.crt --out-dir DIR
                                          # DIR/tls.crt, tls.key, ca.crt: a gateway's --identity-dir
 
+Each input must fit its flag: --anchor and the --ca of issuer are self-signed root CAs,
+the --ca of leaf is a CA (the issuer, or the anchor itself). No certificate may outlive
+its --ca: such a --not-after is refused, or with --clamp-not-after ends with the --ca.
+
 Key files are written with mode 0600. Existing files are kept unless --force is given.`,
 		Args: cobra.NoArgs,
 	}
@@ -40,6 +44,7 @@ type validityFlags struct {
 	notBefore string
 	notAfter  string
 	force     bool
+	clamp     bool // --clamp-not-after, for the kinds that have a signer
 }
 
 func (v *validityFlags) add(cmd *cobra.Command, defaultLifetime time.Duration) {
@@ -47,6 +52,32 @@ func (v *validityFlags) add(cmd *cobra.Command, defaultLifetime time.Duration) {
 	f.StringVar(&v.notAfter, "not-after", formatHours(defaultLifetime), "end of validity: a duration from now (8760h) or an RFC 3339 time")
 	f.StringVar(&v.notBefore, "not-before", "", "start of validity: a duration from now (may be negative) or an RFC 3339 time (default: one minute ago)")
 	f.BoolVar(&v.force, "force", false, "overwrite existing output files")
+}
+
+// addClamp adds --clamp-not-after to the kinds signed by a --ca.
+func (v *validityFlags) addClamp(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&v.clamp, "clamp-not-after", false,
+		"if --not-after is later than the end of --ca, end there instead of refusing")
+}
+
+// fitSigner refuses a certificate that would outlive its signer: from the
+// signer's end on, every chain through it fails, so a longer validity only
+// hides when the certificate really stops working. --clamp-not-after ends
+// it with its signer instead, and says so.
+func (v *validityFlags) fitSigner(cmd *cobra.Command, opts *identity.CertOptions, what string, signer *x509.Certificate, signerFile string) error {
+	end := signer.NotAfter
+	if !opts.NotAfter.After(end) {
+		return nil
+	}
+	if !v.clamp {
+		return fmt.Errorf("--not-after %s: the %s would outlive its --ca %s, which ends %s (chains through it fail from then on); "+
+			"give an earlier --not-after, or --clamp-not-after to end it with its --ca",
+			opts.NotAfter.UTC().Format(time.RFC3339), what, signerFile, end.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "note: --not-after %s clamped to %s, the end of --ca %s\n",
+		opts.NotAfter.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), signerFile)
+	opts.NotAfter = end
+	return nil
 }
 
 func (v *validityFlags) options(now time.Time) (identity.CertOptions, error) {
@@ -153,11 +184,20 @@ func newIdentityIssuerCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
+				// Issuers sign leaves only (path length 0): one under
+				// another issuer makes chains no verifier accepts.
+				if err := identity.CheckAnchor(parent.Cert); err != nil {
+					return nil, fmt.Errorf("--ca %s: %w; --ca takes the trust anchor (mcgate identity anchor)", ca, err)
+				}
+				if err := c.fitSigner(cmd, &opts, "issuer", parent.Cert, ca); err != nil {
+					return nil, err
+				}
 				return identity.NewIssuer(parent, opts)
 			})
 		},
 	}
 	c.add(cmd, identity.DefaultIssuerLifetime, identity.DefaultIssuerCommonName, "issuer.crt", "issuer.key")
+	c.addClamp(cmd)
 	f := cmd.Flags()
 	f.StringVar(&ca, "ca", "", "certificate of the signing anchor (required)")
 	f.StringVar(&caKey, "ca-key", "", "key of the signing anchor (required)")
@@ -194,12 +234,11 @@ func newIdentityLeafCmd() *cobra.Command {
 			if err := v.checkOverwrite(paths...); err != nil {
 				return err
 			}
-			issuer, err := identity.LoadKeyPair(ca, caKey)
+			issuer, anchors, err := loadLeafSigners(ca, caKey, anchor)
 			if err != nil {
 				return err
 			}
-			anchors, err := identity.ReadCertsPEM(anchor)
-			if err != nil {
+			if err := v.fitSigner(cmd, &opts, "leaf", issuer.Cert, ca); err != nil {
 				return err
 			}
 			kp, err := identity.NewLeaf(issuer, name, opts)
@@ -222,6 +261,7 @@ func newIdentityLeafCmd() *cobra.Command {
 		},
 	}
 	v.add(cmd, identity.DefaultLeafLifetime)
+	v.addClamp(cmd)
 	f := cmd.Flags()
 	f.StringVar(&ca, "ca", "", "certificate of the signing issuer (required)")
 	f.StringVar(&caKey, "ca-key", "", "key of the signing issuer (required)")
@@ -235,6 +275,28 @@ func newIdentityLeafCmd() *cobra.Command {
 		_ = cmd.MarkFlagRequired(r)
 	}
 	return cmd
+}
+
+// loadLeafSigners reads the leaf's issuer and its anchor bundle, each
+// checked for its role, so that a mistake names the flag that holds it.
+func loadLeafSigners(ca, caKey, anchor string) (*identity.KeyPair, []*x509.Certificate, error) {
+	issuer, err := identity.LoadKeyPair(ca, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := identity.CheckCA(issuer.Cert); err != nil {
+		return nil, nil, fmt.Errorf("--ca %s: %w; --ca takes the cluster's issuer (mcgate identity issuer)", ca, err)
+	}
+	anchors, err := identity.ReadCertsPEM(anchor)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, a := range anchors {
+		if err := identity.CheckAnchor(a); err != nil {
+			return nil, nil, fmt.Errorf("--anchor %s: %w; --anchor takes the trust anchor all clusters share (mcgate identity anchor)", anchor, err)
+		}
+	}
+	return issuer, anchors, nil
 }
 
 func parseSANs(sans []string) (dns []string, uris []*url.URL, err error) {
