@@ -65,8 +65,9 @@ func newLinkCmd() *cobra.Command {
 		output string
 	)
 	cmd := &cobra.Command{
-		Use:   "link",
-		Short: "Print the credentials Secret and Link of a target cluster (run against the target, apply to the source)",
+		Use:     "link",
+		Aliases: []string{"link-gen"}, // Linkerd's current name for it
+		Short:   "Print the credentials Secret and Link of a target cluster (run against the target, apply to the source)",
 		Long: `Run against the TARGET cluster (the one exporting services); apply the output to the SOURCE:
 
   mcgate link --context east --cluster-name east | kubectl --context west apply -f -
