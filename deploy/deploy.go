@@ -144,6 +144,34 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
+// GatewayObjects returns the gateway's Deployment and Service among objs
+// (an install as Render returns it, or as an API server echoes it back),
+// typed, for whoever checks what an install sets.
+func GatewayObjects(objs []*unstructured.Unstructured) (*appsv1.Deployment, *corev1.Service, error) {
+	var (
+		dep *appsv1.Deployment
+		svc *corev1.Service
+	)
+	for _, u := range objs {
+		var err error
+		switch {
+		case u.GetKind() == "Deployment" && u.GetName() == GatewayName:
+			dep = new(appsv1.Deployment)
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dep)
+		case u.GetKind() == "Service" && u.GetName() == GatewayName:
+			svc = new(corev1.Service)
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, svc)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode %s: %w", Key(u), err)
+		}
+	}
+	if dep == nil || svc == nil {
+		return nil, nil, fmt.Errorf("no %s Deployment and Service among the objects", GatewayName)
+	}
+	return dep, svc, nil
+}
+
 // CRDs returns the CustomResourceDefinitions of deploy/crds.
 func CRDs() ([]*unstructured.Unstructured, error) {
 	names, err := fs.Glob(crds.FS, "*.*.yaml")

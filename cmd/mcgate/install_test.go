@@ -10,7 +10,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/mcgate/mcgate/deploy"
 )
@@ -93,25 +92,11 @@ func install(t *testing.T, args ...string) (installed, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got installed
-	for _, u := range objs {
-		var err error
-		switch {
-		case u.GetKind() == "Deployment":
-			got.deployment = new(appsv1.Deployment)
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, got.deployment)
-		case u.GetKind() == "Service" && u.GetName() == deploy.GatewayName:
-			got.service = new(corev1.Service)
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, got.service)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	dep, svc, err := deploy.GatewayObjects(objs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got.deployment == nil || got.service == nil {
-		t.Fatal("install printed no gateway Deployment or Service")
-	}
-	return got, errb.String()
+	return installed{deployment: dep, service: svc}, errb.String()
 }
 
 // TestInstallOperatorFlags checks where each flag a cluster operator needs

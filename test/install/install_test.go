@@ -18,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
@@ -120,19 +119,13 @@ func TestNodePortRangeIsTheServers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, u := range objs {
-			if u.GetKind() == "Service" && u.GetName() == deploy.GatewayName {
-				var svc corev1.Service
-				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &svc); err != nil {
-					t.Fatal(err)
-				}
-				svc.Namespace = ns
-				svc.Name = "gw-" + port
-				return env.East.Client.CoreV1().Services(ns).Create(t.Context(), &svc, metav1.CreateOptions{})
-			}
+		_, svc, err := deploy.GatewayObjects(objs)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatal("install printed no gateway Service")
-		return nil, nil
+		svc.Namespace = ns
+		svc.Name = "gw-" + port
+		return env.East.Client.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{})
 	}
 	svc, err := create("30000-32767", "30000", "32767")
 	if err != nil {
@@ -180,22 +173,9 @@ func dryRun(t *testing.T, kubeconfig string, manifests []byte) stored {
 	if len(objs) != len(want) {
 		t.Fatalf("the server returned %d objects, the install has %d", len(objs), len(want))
 	}
-	var s stored
-	for _, u := range objs {
-		switch {
-		case u.GetKind() == "Deployment":
-			s.deployment = new(appsv1.Deployment)
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, s.deployment)
-		case u.GetKind() == "Service" && u.GetName() == deploy.GatewayName:
-			s.service = new(corev1.Service)
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, s.service)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	dep, svc, err := deploy.GatewayObjects(objs)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, stdout.String())
 	}
-	if s.deployment == nil || s.service == nil {
-		t.Fatalf("the server returned no gateway Deployment or Service:\n%s", stdout.String())
-	}
-	return s
+	return stored{deployment: dep, service: svc}
 }
