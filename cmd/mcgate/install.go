@@ -44,7 +44,7 @@ releases only. A development build warns and needs --image: build and push one w
   mcgate install --image registry.example/mcgate:<tag>
 
 install prints manifests and does not contact a cluster: --context and --kubeconfig are
-accepted, as kubectl's habits go, but choose nothing; give them to kubectl apply.`,
+accepted, as other commands take them, but choose nothing; give them to kubectl apply.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := fl.options(cmd.ErrOrStderr())
