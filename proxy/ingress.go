@@ -253,11 +253,13 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		raw.Close()
 		return nil, "", false
 	}
-	tc := tls.Server(newTransport(raw, s.splice.buffers), s.tlsConfig)
+	capped := capHandshake(raw)
+	tc := tls.Server(newTransport(capped, s.splice.buffers), s.tlsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	capped.handshakeDone()
 	s.handshakes.release(slot)
 	var forbidden *forbiddenError
 	if errors.As(err, &forbidden) {

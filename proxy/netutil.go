@@ -75,6 +75,8 @@ func handshakeReason(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, errHandshakeTooLarge):
+		return "handshake_too_large"
 	case errors.As(err, &rec):
 		return "not_tls"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
