@@ -153,8 +153,9 @@ func (s *IngressServer) OpenConns() int { return s.conns.len() }
 func (s *IngressServer) Run(ctx context.Context) error {
 	parked := s.splice.runParker()
 	stop := context.AfterFunc(ctx, func() {
-		s.draining.Store(true)
+		// Closed first: Draining promises that nothing more is accepted.
 		s.ln.Close()
+		s.draining.Store(true)
 	})
 	defer stop()
 	err := acceptLoop(ctx, s.ln, s.cfg.Log, func(c net.Conn) {
