@@ -32,10 +32,10 @@ type AdminConfig struct {
 	// whoever else reaches the load balancer) probe. Metrics and pprof stay
 	// on the admin port, reachable inside the cluster only.
 	ProbeOnly bool
-	// MaxConns caps the open connections (default 64): past it, newcomers
-	// wait in the kernel's accept queue and hold no descriptor of the
-	// process, so the admin and probe ports cannot take the descriptors
-	// the data plane's listeners need.
+	// MaxConns caps the open connections (default DefaultMaxConns): past
+	// it, newcomers wait in the kernel's accept queue and hold no
+	// descriptor of the process, so the admin and probe ports cannot take
+	// the descriptors the data plane's listeners need.
 	MaxConns int
 	// IdleTimeout closes a keep-alive connection idle this long
 	// (default 30s).
@@ -46,7 +46,8 @@ type AdminConfig struct {
 // Bounds of the admin server; the probe port is reachable through the load
 // balancer without any credential, so none of them may be unbounded.
 const (
-	defaultAdminConns       = 64
+	// DefaultMaxConns is AdminConfig.MaxConns unless set.
+	DefaultMaxConns         = 64
 	defaultAdminIdleTimeout = 30 * time.Second
 	adminReadHeaderTimeout  = 5 * time.Second
 	adminReadTimeout        = 10 * time.Second // requests are GETs: headers and no body
@@ -73,7 +74,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 		cfg.Addr = ":4191"
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = defaultAdminConns
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = defaultAdminIdleTimeout

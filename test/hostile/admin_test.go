@@ -52,8 +52,8 @@ func TestAdminDescriptors(t *testing.T) {
 	after := openFDs(t)
 	t.Logf("descriptors: baseline %d, peak %d (+%d) while %d idle keep-alive connections were open (idle timeout %v), %d after; client: %s",
 		baseline, held, held-baseline, 2*perPort, adminIdleTimeout, after, closed)
-	if limit := baseline + 2*defaultAdminConns + 16; held > limit {
-		t.Errorf("peak of %d descriptors, want at most %d (two servers of %d connections)", held, limit, defaultAdminConns)
+	if limit := baseline + 2*probe.DefaultMaxConns + 16; held > limit {
+		t.Errorf("peak of %d descriptors, want at most %d (two servers of %d connections)", held, limit, probe.DefaultMaxConns)
 	}
 	if after > baseline+2 {
 		t.Errorf("%d descriptors after the idle timeout, baseline %d", after, baseline)
@@ -62,9 +62,6 @@ func TestAdminDescriptors(t *testing.T) {
 		t.Errorf("client: %s, want every connection closed by the gateway", closed)
 	}
 }
-
-// defaultAdminConns is probe.AdminConfig's default MaxConns.
-const defaultAdminConns = 64
 
 // serveAdmin runs an admin server on 127.0.0.1 until the test ends and
 // returns its address.

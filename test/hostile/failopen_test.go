@@ -2,7 +2,6 @@ package hostile
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/proxy"
 )
@@ -57,7 +53,12 @@ func TestFailOpenRoutes(t *testing.T) {
 	// (cluster.local) does not use; the app names an exported service of
 	// the remote cluster in its Host header.
 	for _, mode := range []string{"sni", "transport-header"} {
-		listen := startForeignTunnel(t, ca, addr, "db.production.svc.east.local:8080", mode == "transport-header")
+		listen := startTunnel(t, ca, addr, func(r *proxy.EgressRoute) {
+			r.Target = "db.production.svc.east.local:8080"
+			if mode == "transport-header" {
+				r.TransportHeader, r.ServerName = true, testpki.Name(t, gwSA, gwNS).DNS()
+			}
+		}).listen
 		n0 := be.Accepted.Load()
 		reached := tryThrough(t, func() (net.Conn, error) { return net.Dial("tcp", listen) }, hostAPI)
 		report = append(report, fmt.Sprintf("%-40s backend accepts %d, echo %v", "egress to another domain, "+mode, be.Accepted.Load()-n0, reached))
@@ -104,28 +105,6 @@ func tryThrough(t *testing.T, dial func() (net.Conn, error), preface []byte) boo
 	got := make([]byte, len(want))
 	_, err = io.ReadFull(c, got)
 	return err == nil && bytes.Equal(got, want)
-}
-
-// startForeignTunnel runs an egress listener on 127.0.0.1 to gatewayAddr
-// for target and returns its address.
-func startForeignTunnel(t *testing.T, ca *testpki.CA, gatewayAddr, target string, header bool) string {
-	t.Helper()
-	src := testpki.Source(t, ca.IdentityDir(t, "linkerd-gateway", "west"))
-	gwName := testpki.Name(t, gwSA, gwNS)
-	route := proxy.EgressRoute{Listen: "127.0.0.1:0", Cluster: "east", GatewayAddresses: []string{gatewayAddr},
-		Target: target, TLS: identity.ClientTLSConfig(src, gwName)}
-	if header {
-		route.TransportHeader, route.ServerName = true, gwName.DNS()
-	}
-	e := proxy.NewEgress(proxy.EgressConfig{DialTimeout: 5 * time.Second, DrainTimeout: 5 * time.Second, Log: zerolog.Nop()})
-	if err := e.Update([]proxy.EgressRoute{route}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return e.Addrs()["127.0.0.1:0"].String()
 }
 
 // dialGood connects with cfg from the good clients' address.
