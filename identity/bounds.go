@@ -7,7 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"slices"
 )
 
 // A peer's chain is checked against these bounds before any signature is:
@@ -84,4 +86,40 @@ func checkKey(c *x509.Certificate) error {
 		return nil
 	}
 	return fmt.Errorf("%T key: want ECDSA, Ed25519 or RSA", c.PublicKey)
+}
+
+// checkFromAnchor checks the presented chain's signatures from the anchor
+// down, before x509 builds it from the leaf up: each signature is then
+// checked with a key that an anchor already vouches for, so a chain that
+// does not reach an anchor fails at its first forged link after one check
+// with a key of the operator's choosing, whatever keys the client put in
+// it. x509 checks the signatures again (with validity, constraints and
+// usages), but only for chains that passed, and a peer's next handshakes
+// with the same chain hit the cache of verify.
+func (t *trust) checkFromAnchor(certs []*x509.Certificate) error {
+	chain := certs
+	for i, c := range certs {
+		if slices.ContainsFunc(t.anchors, c.Equal) {
+			chain = certs[:i] // a copy of an anchor ends the chain
+			break
+		}
+	}
+	if len(chain) == 0 {
+		return errors.New("identity: peer presented an anchor as its certificate")
+	}
+	if len(certs) == 1 {
+		chain = append(chain[:1:1], t.own...) // a leaf alone, of our own cluster
+	}
+	top := chain[len(chain)-1]
+	if !slices.ContainsFunc(t.anchors, func(a *x509.Certificate) bool {
+		return bytes.Equal(a.RawSubject, top.RawIssuer) && top.CheckSignatureFrom(a) == nil
+	}) {
+		return fmt.Errorf("identity: %q: %w", top.Subject.CommonName, x509.UnknownAuthorityError{Cert: top})
+	}
+	for i := len(chain) - 2; i >= 0; i-- {
+		if err := chain[i].CheckSignatureFrom(chain[i+1]); err != nil {
+			return fmt.Errorf("identity: %q: %w (%w)", chain[i].Subject.CommonName, x509.UnknownAuthorityError{Cert: chain[i]}, err)
+		}
+	}
+	return nil
 }

@@ -244,6 +244,9 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*
 	if err != nil {
 		return Name{}, nil, err
 	}
+	if err := t.checkFromAnchor(certs); err != nil {
+		return Name{}, nil, err
+	}
 	issuers := t.issuersOf(certs)
 	if hasSPIFFEURI(leaf) {
 		_, chains, err := x509svid.Verify(append([]*x509.Certificate{leaf}, issuers...), t, x509svid.WithTime(now))
