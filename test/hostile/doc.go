@@ -6,8 +6,9 @@
 // handshake, descriptors held by idle admin and probe connections, backend
 // accepts through fail-open routes), whose clients run in a child process
 // (the test binary again, see child_test.go) so that the process's CPU
-// time and descriptors are the gateway's. Everything is in its tests; `go test ./test/hostile` runs a
-// bounded short form, `make soak` the long one (see mk/hardening.mk).
+// time and descriptors are the gateway's. Everything is in its tests;
+// `go test ./test/hostile` runs a bounded short form, `make soak` the long
+// one (see mk/hardening.mk).
 //
 // Knobs, read from the environment by the tests:
 //
