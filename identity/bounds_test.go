@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcgate/mcgate/internal/testenv/hostilepki"
 )
 
 // TestCheckPresented: the shapes of chain the trust model uses pass, and
@@ -45,16 +47,16 @@ func TestCheckPresented(t *testing.T) {
 		{"leaf and issuer", []*x509.Certificate{leaf, issuer}, ""},
 		{"leaf, issuer and root", []*x509.Certificate{leaf, issuer, root}, ""},
 		{"four in order", []*x509.Certificate{cert("web", "i1", p256), cert("i1", "i2", p256), cert("i2", "root", p256), root}, ""},
-		{"P-384, Ed25519, RSA 2048 and 4096", []*x509.Certificate{cert("web", "i1", p384), cert("i1", "i2", edPub), cert("i2", "i3", rsaKey(2048, 65537)), cert("i3", "root", rsaKey(4096, 65537))}, ""},
+		{"P-384, Ed25519, RSA 2048 and 4096", []*x509.Certificate{cert("web", "i1", p384), cert("i1", "i2", edPub), cert("i2", "i3", hostilepki.FakeRSA(2048)), cert("i3", "root", hostilepki.FakeRSA(4096))}, ""},
 		{"five certificates", []*x509.Certificate{cert("web", "i1", p256), cert("i1", "i2", p256), cert("i2", "i3", p256), cert("i3", "root", p256), root}, "5 certificates, at most 4"},
 		{"out of order", []*x509.Certificate{leaf, root, issuer}, "not issued by the next one"},
 		{"unrelated extra", []*x509.Certificate{leaf, issuer, cert("other", "other", p256)}, "not issued by the next one"},
 		{"decoy with the issuer's subject", []*x509.Certificate{cert("web", "x", p256), cert("x", "x", p256), cert("x", "root", p256)}, "two certificates with subject"},
 		{"P-521 leaf", []*x509.Certificate{cert("web", "issuer", p521), issuer}, "P-521"},
 		{"P-521 issuer", []*x509.Certificate{leaf, cert("issuer", "root", p521)}, "P-521"},
-		{"RSA 8192", []*x509.Certificate{leaf, cert("issuer", "root", rsaKey(8192, 65537))}, "RSA key of 8192 bits"},
-		{"RSA 1024", []*x509.Certificate{leaf, cert("issuer", "root", rsaKey(1024, 65537))}, "RSA key of 1024 bits"},
-		{"RSA large exponent", []*x509.Certificate{leaf, cert("issuer", "root", rsaKey(2048, 1<<31-1))}, "exponent 2147483647"},
+		{"RSA 8192", []*x509.Certificate{leaf, cert("issuer", "root", hostilepki.FakeRSA(8192))}, "RSA key of 8192 bits"},
+		{"RSA 1024", []*x509.Certificate{leaf, cert("issuer", "root", hostilepki.FakeRSA(1024))}, "RSA key of 1024 bits"},
+		{"RSA large exponent", []*x509.Certificate{leaf, cert("issuer", "root", &rsa.PublicKey{N: hostilepki.FakeRSA(2048).N, E: 1<<31 - 1})}, "exponent 2147483647"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,13 +79,6 @@ func ecKey(t *testing.T, c elliptic.Curve) *ecdsa.PublicKey {
 		t.Fatal(err)
 	}
 	return &k.PublicKey
-}
-
-// rsaKey is an RSA public key of bits bits nobody holds the private key of
-// (an odd modulus is all a certificate needs).
-func rsaKey(bits, e int) *rsa.PublicKey {
-	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
-	return &rsa.PublicKey{N: n.Add(n, big.NewInt(1)), E: e}
 }
 
 // fakeCert is a certificate of pub with the given subject and issuer
