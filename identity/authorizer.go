@@ -82,7 +82,10 @@ func compileSPIFFEWildcard(p string) (spiffeid.Matcher, error) {
 }
 
 func compileDNSWildcard(p string) (spiffeid.Matcher, error) {
-	lower := strings.ToLower(p)
+	lower, err := lowerASCII(p)
+	if err != nil {
+		return nil, err
+	}
 	if td, ok := strings.CutPrefix(lower, "*"+linkerdDNSInfix); ok {
 		trustDomain, err := spiffeid.TrustDomainFromString(td)
 		if err != nil {

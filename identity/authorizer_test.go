@@ -30,6 +30,8 @@ func TestNewAuthorizerRefusesBadPatterns(t *testing.T) {
 		"*.prod.serviceaccount.identity.linkerd.",
 		"**",
 		"web.prod.svc.cluster.local",
+		"*.\u212Aube-system.serviceaccount.identity.linkerd.cluster.local", // Kelvin sign, not k
+		"*.serviceaccount.identity.lin\u212Aerd.cluster.local",
 	} {
 		_, err := identity.NewAuthorizer([]string{"spiffe://cluster.local/ns/prod/sa/ok", p})
 		if err == nil {

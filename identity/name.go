@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -98,7 +99,11 @@ func nameFromID(id spiffeid.ID) (Name, error) {
 }
 
 func nameFromDNS(s string) (Name, error) {
-	head, td, ok := strings.Cut(strings.ToLower(s), linkerdDNSInfix)
+	lower, err := lowerASCII(s)
+	if err != nil {
+		return Name{}, err
+	}
+	head, td, ok := strings.Cut(lower, linkerdDNSInfix)
 	if !ok {
 		return Name{}, errors.New("want spiffe://<td>/ns/<ns>/sa/<sa> or <sa>.<ns>" + linkerdDNSInfix + "<td>")
 	}
@@ -107,6 +112,19 @@ func nameFromDNS(s string) (Name, error) {
 		return Name{}, errors.New("want <service-account>.<namespace> before " + linkerdDNSInfix[1:])
 	}
 	return newName(td, ns, sa)
+}
+
+// lowerASCII lower-cases a DNS name, refusing any byte outside ASCII first:
+// strings.ToLower would fold some of them into ASCII letters (the Kelvin
+// sign U+212A becomes 'k'), so that a name nobody issued or allowed would
+// read as one that was.
+func lowerASCII(s string) (string, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return "", fmt.Errorf("%q: DNS names are ASCII", s)
+		}
+	}
+	return strings.ToLower(s), nil
 }
 
 // checkLabel enforces RFC 1123 labels: what Kubernetes requires of namespace

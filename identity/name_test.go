@@ -37,6 +37,10 @@ func TestParseName(t *testing.T) {
 		{in: "", wantErr: "want spiffe://"},
 		{in: "web.prod.serviceaccount.identity.linkerd.cluster local", wantErr: "trust domain"},
 		{in: "w_b.prod.serviceaccount.identity.linkerd.cluster.local", wantErr: "service account"},
+		// U+212A, the Kelvin sign, lower-cases to an ASCII 'k': kube-system
+		// must not be reachable by a name nobody wrote.
+		{in: "web.\u212Aube-system.serviceaccount.identity.linkerd.cluster.local", wantErr: "ASCII"},
+		{in: "web.prod.serviceaccount.identity.lin\u212Aerd.cluster.local", wantErr: "ASCII"},
 		{in: strings.Repeat("a", 64) + ".prod.serviceaccount.identity.linkerd.cluster.local", wantErr: "1 to 63"},
 	}
 	for _, tt := range tests {

@@ -95,6 +95,8 @@ func TestServerRefusesClient(t *testing.T) {
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), ca.Issuer.Cert), "lacks the clientAuth"},
 		{"two identities", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{
 			DNSNames: []string{"db.prod.serviceaccount.identity.linkerd.cluster.local"}}), ca.Issuer.Cert), "two identities"},
+		{"five certificates", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{}), ca.Issuer.Cert, ca.Anchor.Cert, other.Issuer.Cert, other.Anchor.Cert), "chain refused before verification: 5 certificates"},
+		{"chain out of order", rawClient(ca.Leaf(t, "web", "prod", identity.CertOptions{}), ca.Anchor.Cert, ca.Issuer.Cert), "chain refused before verification"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

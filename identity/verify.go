@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -166,6 +167,11 @@ func (t *trust) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 	if len(certs) == 0 {
 		return Name{}, errors.New("identity: peer sent no certificate")
 	}
+	// Before anything else, hashing for the cache included: the chain is
+	// not authenticated yet.
+	if err := checkPresented(certs); err != nil {
+		return Name{}, err
+	}
 	// Checked before the cache: the same chain may verify for one role and
 	// not for the other.
 	if err := checkExtKeyUsage(certs[0], usage); err != nil {
@@ -212,6 +218,25 @@ func extKeyUsageName(u x509.ExtKeyUsage) string {
 	return fmt.Sprintf("%d", u)
 }
 
+// issuersOf returns the intermediates x509 may build the chain of certs
+// (checked by checkPresented) from: the presented ones, less copies of our
+// anchors (a root sent along would be tried twice, as root and as
+// intermediate); and our own issuer chain only for a peer that sent its leaf
+// alone, so that a peer sending its chain never has two candidates for one
+// link (every Linkerd issuer is called identity.linkerd.cluster.local).
+func (t *trust) issuersOf(certs []*x509.Certificate) []*x509.Certificate {
+	if len(certs) == 1 {
+		return t.own
+	}
+	var out []*x509.Certificate
+	for _, c := range certs[1:] {
+		if !slices.ContainsFunc(t.anchors, c.Equal) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // verifyChain does the work of verify and returns the chain it built.
 func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*x509.Certificate, error) {
 	leaf := certs[0]
@@ -219,9 +244,12 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*
 	if err != nil {
 		return Name{}, nil, err
 	}
+	if err := t.checkFromAnchor(certs); err != nil {
+		return Name{}, nil, err
+	}
+	issuers := t.issuersOf(certs)
 	if hasSPIFFEURI(leaf) {
-		withOwn := append(certs[:len(certs):len(certs)], t.own...)
-		_, chains, err := x509svid.Verify(withOwn, t, x509svid.WithTime(now))
+		_, chains, err := x509svid.Verify(append([]*x509.Certificate{leaf}, issuers...), t, x509svid.WithTime(now))
 		if err != nil {
 			return Name{}, nil, fmt.Errorf("identity: %s: %w", name, err)
 		}
@@ -236,7 +264,7 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (Name, []*
 		return Name{}, nil, fmt.Errorf("identity: %s: leaf certificate with KeyCertSign or CRLSign key usage", name.DNS())
 	}
 	inter := x509.NewCertPool()
-	for _, c := range append(certs[1:len(certs):len(certs)], t.own...) {
+	for _, c := range issuers {
 		inter.AddCert(c)
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 )
 
 // AdminConfig configures the admin server.
@@ -31,8 +32,31 @@ type AdminConfig struct {
 	// whoever else reaches the load balancer) probe. Metrics and pprof stay
 	// on the admin port, reachable inside the cluster only.
 	ProbeOnly bool
-	Log       zerolog.Logger
+	// MaxConns caps the open connections (default DefaultMaxConns): past
+	// it, newcomers wait in the kernel's accept queue and hold no
+	// descriptor of the process, so the admin and probe ports cannot take
+	// the descriptors the data plane's listeners need.
+	MaxConns int
+	// IdleTimeout closes a keep-alive connection idle this long
+	// (default 30s).
+	IdleTimeout time.Duration
+	Log         zerolog.Logger
 }
+
+// Bounds of the admin server; the probe port is reachable through the load
+// balancer without any credential, so none of them may be unbounded.
+const (
+	// DefaultMaxConns is AdminConfig.MaxConns unless set.
+	DefaultMaxConns         = 64
+	defaultAdminIdleTimeout = 30 * time.Second
+	adminReadHeaderTimeout  = 5 * time.Second
+	adminReadTimeout        = 10 * time.Second // requests are GETs: headers and no body
+	adminWriteTimeout       = 30 * time.Second // a /metrics response to a client that reads slowly
+	adminMaxHeaderBytes     = 8 << 10
+	// pprofWriteTimeout lets /debug/pprof/profile and /trace run their
+	// default 30 s and more (they refuse a duration past WriteTimeout).
+	pprofWriteTimeout = 5 * time.Minute
+)
 
 // Admin is the admin HTTP server.
 type Admin struct {
@@ -49,14 +73,20 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = ":4191"
 	}
-	a := &Admin{cfg: cfg, ln: cfg.Listener}
-	if a.ln == nil {
-		ln, err := net.Listen("tcp", cfg.Addr)
-		if err != nil {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = defaultAdminIdleTimeout
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 			return nil, fmt.Errorf("probe: admin: %w", err)
 		}
-		a.ln = ln
 	}
+	a := &Admin{cfg: cfg, ln: netutil.LimitListener(ln, cfg.MaxConns)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
@@ -70,7 +100,17 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
+	}
+	if cfg.Pprof && !cfg.ProbeOnly {
+		a.srv.WriteTimeout = pprofWriteTimeout
+	}
 	return a, nil
 }
 

@@ -1,13 +1,16 @@
 package probe_test
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -78,4 +81,75 @@ func TestAdminPaths(t *testing.T) {
 			t.Errorf("GET /ready while draining on %s: %d %q, want 503 saying why", base, code, body)
 		}
 	}
+}
+
+// TestAdminBounds: keep-alive connections are closed once idle, at most
+// MaxConns are served at once (the next waits, holding no descriptor of
+// the server), and an oversized header block is refused.
+func TestAdminBounds(t *testing.T) {
+	const limit = 3
+	idle := 200 * time.Millisecond
+	base := startAdmin(t, probe.AdminConfig{Ready: func() error { return nil }, ProbeOnly: true, MaxConns: limit, IdleTimeout: idle})
+	addr := strings.TrimPrefix(base, "http://")
+	request := "GET /live HTTP/1.1\r\nHost: x\r\n\r\n"
+	var held []net.Conn
+	for range limit {
+		c := dialAdmin(t, addr)
+		if status := roundTrip(t, c, request); status != "HTTP/1.1 200 OK" {
+			t.Fatalf("status %q", status)
+		}
+		held = append(held, c)
+	}
+	// The connection past the limit is not served while the others are open…
+	extra := dialAdmin(t, addr)
+	if _, err := io.WriteString(extra, request); err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(idle / 2))
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection past the limit served at once: %d bytes, %v", n, err)
+	}
+	// …and is once the idle ones have been closed by the server.
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("idle connection not closed by the server: %d bytes, %v", n, err)
+		}
+	}
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if status, err := bufio.NewReader(extra).ReadString('\n'); err != nil || strings.TrimSpace(status) != "HTTP/1.1 200 OK" {
+		t.Fatalf("connection past the limit after the idle ones closed: %q, %v", status, err)
+	}
+	huge := "GET /live HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 64<<10) + "\r\n\r\n"
+	if status := roundTrip(t, dialAdmin(t, addr), huge); status != "HTTP/1.1 431 Request Header Fields Too Large" {
+		t.Fatalf("64 KiB header: status %q", status)
+	}
+}
+
+func dialAdmin(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip sends req on c and returns the status line of the response,
+// reading the rest of it.
+func roundTrip(t *testing.T, c net.Conn, req string) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetDeadline(time.Time{})
+	return "HTTP/1.1 " + resp.Status
 }

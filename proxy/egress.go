@@ -30,8 +30,9 @@ type EgressRoute struct {
 	// transport.l5d.io/v1, SNI = ServerName) instead of naming the target
 	// in the SNI: the form a stock Linkerd gateway accepts.
 	TransportHeader bool
-	// ServerName overrides the SNI. Default: outbound_.<port>_._.<fqdn>.
-	// With TransportHeader it must be the gateway identity (DNS form).
+	// ServerName is the SNI of TransportHeader mode: the gateway identity
+	// (DNS form). Without TransportHeader it must be empty: the SNI is
+	// outbound_.<port>_._.<fqdn>, naming the target.
 	ServerName string
 	// TLS verifies the remote gateway's identity and presents ours
 	// (identity.ClientTLSConfig). Share one per remote gateway so its
@@ -155,24 +156,28 @@ func (e *EgressSet) newListener(r EgressRoute) (*egressListener, error) {
 	if r.TLS == nil || len(r.GatewayAddresses) == 0 {
 		return nil, fmt.Errorf("proxy: egress %s: needs TLS and a gateway address", r.Listen)
 	}
-	host, portStr, err := net.SplitHostPort(r.Target)
+	// The target must be a service name, which the remote gateway routes by
+	// or refuses: its SNI or header then reaches that target or nothing,
+	// whatever the app writes in its bytes.
+	d, _, err := ParseTarget(r.Target)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: egress %s: target: %w", r.Listen, err)
+		return nil, fmt.Errorf("proxy: egress %s: %w", r.Listen, err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: egress %s: target port: %w", r.Listen, err)
-	}
+	host, _, _ := cutPort(r.Target)
 	l := &egressListener{route: r, done: make(chan struct{})}
 	l.tls = r.TLS.Clone() // shares the session cache; ServerName is ours
-	l.tls.ServerName = r.ServerName
-	if r.TransportHeader {
-		if r.ServerName == "" {
-			return nil, fmt.Errorf("proxy: egress %s: transport header mode needs the gateway identity as ServerName", r.Listen)
-		}
+	switch {
+	case r.TransportHeader && r.ServerName == "":
+		return nil, fmt.Errorf("proxy: egress %s: transport header mode needs the gateway identity as ServerName", r.Listen)
+	case r.TransportHeader:
+		l.tls.ServerName = r.ServerName
 		l.tls.NextProtos = []string{TransportHeaderALPN}
-		l.header = AppendTransportHeader(nil, TransportHeader{Port: int32(port), Name: host})
-	} else if l.tls.ServerName == "" {
+		l.header = AppendTransportHeader(nil, TransportHeader{Port: int32(d.Port), Name: host})
+	case r.ServerName != "":
+		// Any other SNI (the gateway's identity, say) would leave the
+		// choice to the Host header of the app's bytes.
+		return nil, fmt.Errorf("proxy: egress %s: ServerName is for transport header mode; the SNI names the target", r.Listen)
+	default:
 		if l.tls.ServerName, err = OutboundServerName(r.Target); err != nil {
 			return nil, fmt.Errorf("proxy: egress %s: %w", r.Listen, err)
 		}

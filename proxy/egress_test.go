@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -228,5 +229,46 @@ func TestEgressUpdate(t *testing.T) {
 	}
 	if got, err := echo(c, "still open"); err != nil || got != "still open" {
 		t.Fatalf("open connection broke when its listener went: %q, %v", got, err)
+	}
+}
+
+// TestEgressRefusesRoutesThatFailOpen: a listener starts only if its
+// target is a service name with a port, and, without the transport header,
+// only with the SNI naming that target: any other SNI (the gateway's
+// identity, say) would let the app's Host header choose the service.
+func TestEgressRefusesRoutesThatFailOpen(t *testing.T) {
+	ca := testpki.New(t)
+	src := testpki.Source(t, ca.IdentityDir(t, gwSA, gwNS))
+	gwName := testpki.Name(t, gwSA, gwNS)
+	cfg := identity.ClientTLSConfig(src, gwName)
+	e := proxy.NewEgress(proxy.EgressConfig{Log: zerolog.Nop(), Metrics: proxy.NewMetrics(prometheus.NewRegistry())})
+	for _, tt := range []struct {
+		name       string
+		target     string
+		header     bool
+		serverName string
+		wantErr    string
+	}{
+		{"sni", "api.production.svc.east.local:8080", false, "", ""},
+		{"transport header", "api.production.svc.east.local:8080", true, gwName.DNS(), ""},
+		{"no port", "api.production.svc.east.local", false, "", "want <svc>.<ns>.svc.<domain>:<port>"},
+		{"port 0", "api.production.svc.east.local:0", false, "", "port out of range"},
+		{"port +8080", "api.production.svc.east.local:+8080", true, gwName.DNS(), "port out of range"},
+		{"no service name", "example.com:443", true, gwName.DNS(), "want <svc>.<ns>.svc.<domain>:<port>"},
+		{"gateway identity as SNI", "api.production.svc.east.local:8080", false, gwName.DNS(), "ServerName is for transport header mode"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.Update([]proxy.EgressRoute{{Listen: "127.0.0.1:0", GatewayAddresses: []string{"127.0.0.1:1"},
+				Target: tt.target, TransportHeader: tt.header, ServerName: tt.serverName, TLS: cfg}})
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if err := e.Update(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

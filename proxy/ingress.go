@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,11 @@ type IngressConfig struct {
 	Router    Router
 	// ClusterDomain of this cluster's service names (default cluster.local).
 	ClusterDomain string
+	// ServerIdentity returns the gateway's own identity in DNS form: an
+	// SNI that is no service name is accepted only when it is this one
+	// (Linkerd clients send it, then a transport header or an HTTP
+	// authority names the target). Nil: only service names and no SNI.
+	ServerIdentity func() string
 	// Cluster is this cluster's name, the `cluster` label of its series.
 	Cluster string
 
@@ -118,7 +125,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	s.conns.max = cfg.MaxConns
 	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
 		minAge: evictAge(cfg.HandshakeTimeout)}
-	s.tlsConfig = withALPN(cfg.TLS)
+	s.tlsConfig = withALPN(authorizing(cfg.TLS, cfg.Authorize))
 	s.requests = s.m.requests.WithLabelValues(cfg.Cluster, Ingress)
 	s.duration = s.m.duration.WithLabelValues(cfg.Cluster, Ingress)
 	s.open = s.m.open.WithLabelValues(Ingress)
@@ -146,8 +153,9 @@ func (s *IngressServer) OpenConns() int { return s.conns.len() }
 func (s *IngressServer) Run(ctx context.Context) error {
 	parked := s.splice.runParker()
 	stop := context.AfterFunc(ctx, func() {
-		s.draining.Store(true)
+		// Closed first: Draining promises that nothing more is accepted.
 		s.ln.Close()
+		s.draining.Store(true)
 	})
 	defer stop()
 	err := acceptLoop(ctx, s.ln, s.cfg.Log, func(c net.Conn) {
@@ -246,12 +254,20 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		raw.Close()
 		return nil, "", false
 	}
-	tc := tls.Server(newTransport(raw, s.splice.buffers), s.tlsConfig)
+	capped := capHandshake(raw)
+	tc := tls.Server(newTransport(capped, s.splice.buffers), s.tlsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	capped.handshakeDone()
 	s.handshakes.release(slot)
+	var forbidden *forbiddenError
+	if errors.As(err, &forbidden) {
+		s.refuse(raw, forbidden.peer, tc.ConnectionState().ServerName, "forbidden_identity", forbidden.err)
+		raw.Close()
+		return nil, "", false
+	}
 	if err != nil {
 		reason := handshakeReason(err)
 		if slot.evicted.Load() {
@@ -265,6 +281,8 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 	}
 	s.m.handshakeSeconds.WithLabelValues(Ingress, strconv.FormatBool(tc.ConnectionState().DidResume)).
 		Observe(time.Since(start).Seconds())
+	// Authorized in the handshake already (see authorizing); asked again
+	// for the peer's name, which the logs need.
 	peer, err := s.cfg.Authorize(tc.ConnectionState())
 	if err != nil {
 		s.refuse(tc, peer, tc.ConnectionState().ServerName, "forbidden_identity", err)
@@ -272,6 +290,37 @@ func (s *IngressServer) handshake(raw net.Conn) (*tls.Conn, string, bool) {
 		return nil, "", false
 	}
 	return tc, peer, true
+}
+
+// forbiddenError is a handshake that Authorize refused.
+type forbiddenError struct {
+	peer string
+	err  error
+}
+
+func (e *forbiddenError) Error() string { return e.err.Error() }
+func (e *forbiddenError) Unwrap() error { return e.err }
+
+// authorizing returns a clone of base that runs authorize inside the
+// handshake, after base's own VerifyConnection. A refused identity then
+// fails the handshake, before the server sends its session ticket (right
+// after the client's certificate is verified): a ticket would give it
+// cheap handshakes to retry with.
+func authorizing(base *tls.Config, authorize func(tls.ConnectionState) (string, error)) *tls.Config {
+	cfg := base.Clone()
+	verify := base.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verify != nil {
+			if err := verify(cs); err != nil {
+				return err
+			}
+		}
+		if peer, err := authorize(cs); err != nil {
+			return &forbiddenError{peer: peer, err: err}
+		}
+		return nil
+	}
+	return cfg
 }
 
 // evictAge is how long a handshake must have been going on before a
@@ -284,38 +333,80 @@ func evictAge(timeout time.Duration) time.Duration {
 
 // destination picks the target in the design's order: transport header
 // (when ALPN negotiated it), then an SNI naming a service, then the HTTP
-// authority of the first request.
+// authority of the first request. A non-empty SNI must name a service of
+// this cluster or be the gateway's own identity (what Linkerd clients
+// send): anything else is refused rather than left to the bytes that
+// follow, so that the SNI decides whenever there is one, including for a
+// name in another cluster domain or with port 0.
 func (s *IngressServer) destination(cs tls.ConnectionState, reader func() *bufio.Reader) (Destination, string, error) {
+	sni, named, err := s.sniDestination(cs.ServerName)
+	if err != nil {
+		return Destination{}, "bad_target_name", err
+	}
 	if cs.NegotiatedProtocol == TransportHeaderALPN {
-		h, err := ReadTransportHeader(reader())
+		d, reason, err := s.headerDestination(reader())
 		if err != nil {
-			return Destination{}, "bad_transport_header", err
+			return Destination{}, reason, err
 		}
-		if h.Port < 1 || h.Port > 65535 {
-			return Destination{}, "bad_transport_header", fmt.Errorf("%w: port %d", errBadHeader, h.Port)
+		if named && (d.Service != sni.Service || d.Namespace != sni.Namespace || (sni.Port != 0 && d.Port != sni.Port)) {
+			return Destination{}, "bad_target_name", fmt.Errorf("transport header names %s.%s:%d, SNI %q", d.Service, d.Namespace, d.Port, cs.ServerName)
 		}
-		d, err := ParseServiceName(h.Name, s.cfg.ClusterDomain)
-		if err != nil {
-			return Destination{}, "bad_target_name", fmt.Errorf("transport header name %q: %w", h.Name, err)
-		}
-		d.Port = int(h.Port)
 		return d, "", nil
 	}
-	// An SNI that names a service decides, even when the service is not
-	// exported: a second guess from the HTTP authority would let a client
-	// reach a name other than the one it authenticated the session for.
-	if d, err := ParseServiceName(cs.ServerName, s.cfg.ClusterDomain); err == nil {
-		return d, "", nil
+	if named {
+		return sni, "", nil
 	}
 	authority, err := SniffAuthority(reader())
 	if err != nil {
-		return Destination{}, "no_target", err
+		return Destination{}, readReason(err, "no_target"), err
 	}
 	d, err := ParseAuthority(authority, s.cfg.ClusterDomain)
 	if err != nil {
 		return Destination{}, "bad_target_name", fmt.Errorf("authority %q: %w", authority, err)
 	}
 	return d, "", nil
+}
+
+// sniDestination reads the SNI: named reports a service name (which then
+// decides), and an error one that is neither empty, a service name of this
+// cluster, nor the gateway's own identity.
+func (s *IngressServer) sniDestination(sni string) (d Destination, named bool, err error) {
+	if sni == "" {
+		return Destination{}, false, nil
+	}
+	if d, err = ParseServiceName(sni, s.cfg.ClusterDomain); err == nil {
+		return d, true, nil
+	}
+	if s.cfg.ServerIdentity != nil && strings.EqualFold(sni, s.cfg.ServerIdentity()) {
+		return Destination{}, false, nil
+	}
+	return Destination{}, false, fmt.Errorf("SNI %q is neither a service of this cluster nor the gateway's identity: %w", sni, err)
+}
+
+// headerDestination reads the transport header's target.
+func (s *IngressServer) headerDestination(r *bufio.Reader) (Destination, string, error) {
+	h, err := ReadTransportHeader(r)
+	if err != nil {
+		return Destination{}, readReason(err, "bad_transport_header"), err
+	}
+	if h.Port < 1 || h.Port > 65535 {
+		return Destination{}, "bad_transport_header", fmt.Errorf("%w: port %d", errBadHeader, h.Port)
+	}
+	d, err := ParseServiceName(h.Name, s.cfg.ClusterDomain)
+	if err != nil {
+		return Destination{}, "bad_target_name", fmt.Errorf("transport header name %q: %w", h.Name, err)
+	}
+	d.Port = int(h.Port)
+	return d, "", nil
+}
+
+// readReason is route_timeout when reading the route ran into
+// RouteTimeout, and otherwise the reason of what was being read.
+func readReason(err error, reason string) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return "route_timeout"
+	}
+	return reason
 }
 
 // refuse counts and logs one refused connection.

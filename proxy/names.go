@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Name-parsing errors; each maps to a refusal reason.
@@ -28,6 +29,12 @@ const maxDNSName = 253
 func ParseServiceName(host, clusterDomain string) (Destination, error) {
 	if len(host) > maxDNSName+1 {
 		return Destination{}, fmt.Errorf("%w: name longer than %d bytes", errNotServiceName, maxDNSName)
+	}
+	// Lower-case ASCII only: strings.ToLower folds some other letters into
+	// ASCII ones (the Kelvin sign U+212A becomes 'k'), which would make a
+	// name nobody exported read as one that is.
+	if !isASCII(host) {
+		return Destination{}, fmt.Errorf("%w: not ASCII", errNotServiceName)
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	domain := strings.ToLower(strings.TrimSuffix(clusterDomain, "."))
@@ -54,23 +61,51 @@ func ParseServiceName(host, clusterDomain string) (Destination, error) {
 	return Destination{Service: svc, Namespace: ns, Port: port}, nil
 }
 
-// ParseAuthority parses an HTTP authority "<svc>.<ns>.svc.<domain>[:port]".
+// ParseAuthority parses an HTTP authority "<svc>.<ns>.svc.<domain>[:port]":
+// a port, when there is a colon, is 1 to 65535 in plain digits (no sign, no
+// leading zero), and a bracketed host (an IPv6 literal's form) is no service
+// name.
 func ParseAuthority(authority, clusterDomain string) (Destination, error) {
-	host, portStr, err := net.SplitHostPort(authority)
-	if err != nil {
-		// No port: the whole authority is the host.
-		host, portStr = authority, ""
+	if strings.ContainsAny(authority, "[]") {
+		return Destination{}, fmt.Errorf("%w: bracketed host", errNotServiceName)
 	}
+	host, portStr, hasPort := cutPort(authority)
 	d, err := ParseServiceName(host, clusterDomain)
 	if err != nil {
 		return Destination{}, err
 	}
-	if portStr != "" {
+	if hasPort {
 		if d.Port, err = parsePort(portStr); err != nil {
 			return Destination{}, err
 		}
 	}
 	return d, nil
+}
+
+// ParseTarget parses an egress target "<svc>.<ns>.svc.<domain>:<port>" of
+// any cluster domain (the remote cluster's, which this one does not know)
+// and returns it with its domain.
+func ParseTarget(target string) (Destination, string, error) {
+	host, _, hasPort := cutPort(target)
+	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if !hasPort || len(labels) < 4 || !strings.EqualFold(labels[2], "svc") {
+		return Destination{}, "", fmt.Errorf("target %q: %w: want <svc>.<ns>.svc.<domain>:<port>", target, errNotServiceName)
+	}
+	domain := strings.Join(labels[3:], ".")
+	d, err := ParseAuthority(target, domain)
+	if err != nil {
+		return Destination{}, "", fmt.Errorf("target %q: %w", target, err)
+	}
+	return d, domain, nil
+}
+
+// cutPort splits "host:port" at its last colon.
+func cutPort(authority string) (host, port string, hasPort bool) {
+	i := strings.LastIndexByte(authority, ':')
+	if i < 0 {
+		return authority, "", false
+	}
+	return authority[:i], authority[i+1:], true
 }
 
 // OutboundServerName is the SNI an egress connection sends for a target
@@ -91,11 +126,25 @@ func parsePort(s string) (int, error) {
 	if len(s) == 0 || len(s) > 5 {
 		return 0, errBadPort
 	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errBadPort // strconv.Atoi would take "+8080"
+		}
+	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 65535 || s[0] == '0' {
 		return 0, errBadPort
 	}
 	return n, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // isDNSLabel reports whether s is an RFC 1123 label (lower case, as

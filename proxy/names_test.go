@@ -38,6 +38,12 @@ func TestParseServiceName(t *testing.T) {
 		{"linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local", Destination{}, errNotServiceName},
 		{"", Destination{}, errNotServiceName},
 		{"svc.cluster.local", Destination{}, errNotServiceName},
+		// U+212A (Kelvin sign) and U+017F (long s) lower-case to ASCII k and s.
+		{"\u212Av.production.svc.cluster.local", Destination{}, errNotServiceName},
+		{"api.production.\u017Fvc.cluster.local", Destination{}, errNotServiceName},
+		{"api.production.svc.cluster.loca\u212A", Destination{}, errNotServiceName},
+		{"outbound_.+8080_._.api.production.svc.cluster.local", Destination{}, errBadPort},
+		{"outbound_. 8080_._.api.production.svc.cluster.local", Destination{}, errBadPort},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -65,6 +71,14 @@ func TestParseAuthority(t *testing.T) {
 		{"api.production.svc.cluster.local:99999", Destination{}, true},
 		{"api.production.svc.cluster.local:http", Destination{}, true},
 		{"[::1]:8080", Destination{}, true},
+		{"api.production.svc.cluster.local:+8080", Destination{}, true},
+		{"api.production.svc.cluster.local:-1", Destination{}, true},
+		{"api.production.svc.cluster.local:", Destination{}, true},
+		{"api.production.svc.cluster.local:08080", Destination{}, true},
+		{"[api.production.svc.cluster.local]:8080", Destination{}, true},
+		{"[api.production.svc.cluster.local]", Destination{}, true},
+		{"api.production.svc.cluster.local:8080:8080", Destination{}, true},
+		{"\u212Av.production.svc.cluster.local:8080", Destination{}, true},
 		{"10.0.0.1:8080", Destination{}, true},
 		{"example.com", Destination{}, true},
 	}
@@ -72,6 +86,33 @@ func TestParseAuthority(t *testing.T) {
 		got, err := ParseAuthority(tt.in, "cluster.local")
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ParseAuthority(%q) = %+v, %v; want %+v, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Destination
+		domain  string
+		wantErr bool
+	}{
+		{"api.production.svc.cluster.local:8080", Destination{"api", "production", 8080}, "cluster.local", false},
+		{"api.production.svc.east.example:443", Destination{"api", "production", 443}, "east.example", false},
+		{"api.svc.svc.cluster.local:80", Destination{"api", "svc", 80}, "cluster.local", false},
+		{"api.production.svc.cluster.local", Destination{}, "", true},
+		{"api.production.svc.cluster.local:0", Destination{}, "", true},
+		{"api.production.svc.cluster.local:+80", Destination{}, "", true},
+		{"api.production.svc:80", Destination{}, "", true},
+		{"api.production.cluster.local:80", Destination{}, "", true},
+		{"a.b.api.production.svc.cluster.local:80", Destination{}, "", true},
+		{"[api.production.svc.cluster.local]:80", Destination{}, "", true},
+		{"10.0.0.1:80", Destination{}, "", true},
+	}
+	for _, tt := range tests {
+		got, domain, err := ParseTarget(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want || domain != tt.domain {
+			t.Errorf("ParseTarget(%q) = %+v, %q, %v; want %+v, %q, err %v", tt.in, got, domain, err, tt.want, tt.domain, tt.wantErr)
 		}
 	}
 }
@@ -98,6 +139,8 @@ func FuzzParseServiceName(f *testing.F) {
 		"api.production.svc.cluster.local", "outbound_.8080_._.api.production.svc.cluster.local",
 		"API.prod.svc.cluster.local.", "a..svc.cluster.local", "api.production.svc.cluster.local:8080",
 		"outbound_.1_._.x.y.svc.cluster.local", "%00.x.svc.cluster.local",
+		"\u212Av.production.svc.cluster.local", "api.production.svc.cluster.local:+8080",
+		"[api.production.svc.cluster.local]:8080",
 	} {
 		f.Add(s)
 	}
@@ -113,6 +156,11 @@ func FuzzParseServiceName(f *testing.F) {
 			again, err := ParseServiceName(d.Service+"."+d.Namespace+".svc.cluster.local", "cluster.local")
 			if err != nil || again.Service != d.Service || again.Namespace != d.Namespace {
 				t.Fatalf("%q: re-parse of %+v gave %+v, %v", in, d, again, err)
+			}
+		}
+		if d, domain, err := ParseTarget(in); err == nil {
+			if !isDNSLabel(d.Service) || !isDNSLabel(d.Namespace) || d.Port < 1 || d.Port > 65535 || !isASCII(domain) {
+				t.Fatalf("target %q parsed to invalid %+v in %q", in, d, domain)
 			}
 		}
 	})

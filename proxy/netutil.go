@@ -75,10 +75,17 @@ func handshakeReason(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, errHandshakeTooLarge):
+		return "handshake_too_large"
 	case errors.As(err, &rec):
 		return "not_tls"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return "client_closed"
+	case strings.HasPrefix(msg, "identity: chain refused before verification"):
+		// Outside the trust model's bounds (too many certificates, a key
+		// type or size it does not use, out of order): refused before any
+		// signature check.
+		return "bad_chain"
 	case strings.Contains(msg, "didn't provide a certificate"):
 		return "no_client_cert"
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired, strings.Contains(msg, "expired"), strings.Contains(msg, "not yet valid"):
@@ -95,7 +102,8 @@ func handshakeReason(err error) string {
 		return "bad_handshake_message"
 	case errors.As(err, &alert):
 		return "client_alert"
-	case strings.Contains(msg, "protocol version"):
+	case strings.Contains(msg, "protocol version"), strings.Contains(msg, "unsupported versions"):
+		// TLS 1.2 and older: "client offered only unsupported versions".
 		return "bad_version"
 	}
 	return "other"

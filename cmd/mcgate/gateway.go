@@ -169,6 +169,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	ingress, err := proxy.NewIngress(proxy.IngressConfig{
 		ListenAddr: o.listenAddr, TLS: identity.ServerTLSConfig(src), Authorize: authz.Authorize,
 		Router: router, ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
+		ServerIdentity:   func() string { return src.Name().DNS() },
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
 		IdleTimeout: o.idleTimeout, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes, MaxHandshakesPerSource: o.maxPerSource,

@@ -122,16 +122,21 @@ type tunnel struct {
 	dir    string
 }
 
-func startTunnel(t testing.TB, ca *testpki.CA, gatewayAddr string) *tunnel {
+// startTunnel runs the tunnel to api.production:8080 at gatewayAddr; opts
+// change its route.
+func startTunnel(t testing.TB, ca *testpki.CA, gatewayAddr string, opts ...func(*proxy.EgressRoute)) *tunnel {
 	t.Helper()
 	dir := ca.IdentityDir(t, "linkerd-gateway", "west")
 	src := testpki.Source(t, dir)
 	e := proxy.NewEgress(proxy.EgressConfig{DialTimeout: 5 * time.Second, DrainTimeout: 5 * time.Second, Log: zerolog.Nop()})
-	err := e.Update([]proxy.EgressRoute{{
+	route := proxy.EgressRoute{
 		Listen: "127.0.0.1:0", Cluster: "east", GatewayAddresses: []string{gatewayAddr},
 		Target: apiSNI + ":8080", TLS: identity.ClientTLSConfig(src, testpki.Name(t, gwSA, gwNS)),
-	}})
-	if err != nil {
+	}
+	for _, o := range opts {
+		o(&route)
+	}
+	if err := e.Update([]proxy.EgressRoute{route}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -207,7 +207,7 @@ func attacks(t *testing.T, ca *testpki.CA, gw *gateway) []attack {
 		certAttack("cert: not yet valid", hostileConfig(leaf(ca, identity.CertOptions{NotBefore: time.Now().Add(time.Hour), NotAfter: time.Now().Add(48 * time.Hour)}), ca.Issuer.Cert.Raw), "cert_not_valid_now"),
 		certAttack("cert: CA key usage", hostileConfig(leaf(ca, identity.CertOptions{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}), ca.Issuer.Cert.Raw), "bad_cert"),
 		certAttack("cert: server-only extended key usage", hostileConfig(leaf(ca, identity.CertOptions{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), ca.Issuer.Cert.Raw), "bad_cert"),
-		certAttack("cert: 10-deep chain", hostileConfig(deepLeaf, deepChain...), "untrusted_cert"),
+		certAttack("cert: 10-deep chain", hostileConfig(deepLeaf, deepChain...), "bad_chain"),
 		certAttack("cert: 16KiB SANs, foreign", hostileConfig(leaf(other, identity.CertOptions{DNSNames: sans}), other.Issuer.Cert.Raw), "untrusted_cert"),
 		certAttack("cert: 16KiB SANs, 2 names", hostileConfig(leaf(ca, identity.CertOptions{DNSNames: twoNames}), ca.Issuer.Cert.Raw), "bad_cert"),
 		refusal("sni: empty label ..", withSNI("api..production.svc.cluster.local"), get("api..production.svc.cluster.local"), "bad_target_name"),

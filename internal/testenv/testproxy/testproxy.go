@@ -229,7 +229,8 @@ func NewGateway(t testing.TB, ca *testpki.CA, router proxy.Router, allow []strin
 	}
 	cfg := proxy.IngressConfig{
 		ListenAddr: "127.0.0.1:0", TLS: identity.ServerTLSConfig(g.Src), Authorize: authz.Authorize,
-		Router: router, HandshakeTimeout: 2 * time.Second, RouteTimeout: 2 * time.Second,
+		Router: router, ServerIdentity: func() string { return g.Src.Name().DNS() },
+		HandshakeTimeout: 2 * time.Second, RouteTimeout: 2 * time.Second,
 		DrainTimeout: 5 * time.Second, Log: zerolog.New(g.Logs), Metrics: proxy.NewMetrics(g.Reg),
 	}
 	for _, o := range opts {
