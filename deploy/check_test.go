@@ -32,7 +32,7 @@ import (
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 	"github.com/mcgate/mcgate/probe"
 )
 
@@ -187,15 +187,15 @@ func TestCheckAndGateways(t *testing.T) {
 	}
 	linkAlive := func(want metav1.ConditionStatus) func() (bool, error) {
 		return func() (bool, error) {
-			u, err := westDyn.Resource(mirror.LinkGVR).Namespace(Namespace).Get(ctx, cluster, metav1.GetOptions{})
+			u, err := westDyn.Resource(multicluster.LinkGVR).Namespace(Namespace).Get(ctx, cluster, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			l, err := mirror.LinkFromUnstructured(u)
+			l, err := multicluster.LinkFromUnstructured(u)
 			if err != nil {
 				return false, err
 			}
-			c := meta.FindStatusCondition(l.Status.Conditions, mirror.ConditionGatewayAlive)
+			c := meta.FindStatusCondition(l.Status.Conditions, multicluster.ConditionGatewayAlive)
 			return c != nil && c.Status == want, nil
 		}
 	}
@@ -323,10 +323,10 @@ func TestCheckAndGateways(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		good := sec.Data[mirror.SecretKey]
+		good := sec.Data[multicluster.SecretKey]
 		bad := []byte(strings.Replace(string(good), "token: ", "token: x", 1))
 		patch := func(kc []byte) {
-			b, _ := json.Marshal(map[string]any{"data": map[string]any{mirror.SecretKey: kc}})
+			b, _ := json.Marshal(map[string]any{"data": map[string]any{multicluster.SecretKey: kc}})
 			if _, err := env.West.Client.CoreV1().Secrets(Namespace).Patch(ctx, sec.Name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
 				t.Fatal(err)
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // kubectl runs kubectl against kubeconfig with stdin.
@@ -87,18 +88,18 @@ func TestLinkAppliesToWest(t *testing.T) {
 
 	// The Link as west stores it: NodePort → node ports, gateway and probe
 	// (Linkerd #14451); identity and probe settings from the Service.
-	u, err := dynamic.NewForConfigOrDie(env.West.Config).Resource(mirror.LinkGVR).Namespace(Namespace).Get(ctx, "east", metav1.GetOptions{})
+	u, err := dynamic.NewForConfigOrDie(env.West.Config).Resource(multicluster.LinkGVR).Namespace(Namespace).Get(ctx, "east", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := mirror.LinkFromUnstructured(u)
+	link, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := link.Spec
-	want := mirror.LinkSpec{TargetClusterName: "east", TargetClusterDomain: "cluster.local", TargetClusterLinkerdNamespace: "linkerd",
+	want := multicluster.LinkSpec{TargetClusterName: "east", TargetClusterDomain: "cluster.local", TargetClusterLinkerdNamespace: "linkerd",
 		ClusterCredentialsSecret: "cluster-credentials-east", GatewayAddress: "198.18.0.20", GatewayPort: "30453",
-		GatewayIdentity: GatewayIdentity(""), ProbeSpec: mirror.ProbeSpec{Path: "/ready", Port: "30454", Period: "3s"}}
+		GatewayIdentity: GatewayIdentity(""), ProbeSpec: multicluster.ProbeSpec{Path: "/ready", Port: "30454", Period: "3s"}}
 	s.Selector, s.ProbeSpec.Timeout, s.ProbeSpec.FailureThreshold = nil, "", "" // CRD defaults
 	if s.TargetClusterName != want.TargetClusterName || s.GatewayPort != want.GatewayPort || s.ProbeSpec != want.ProbeSpec ||
 		s.GatewayIdentity != want.GatewayIdentity || s.GatewayAddress != want.GatewayAddress ||
@@ -117,10 +118,10 @@ func TestLinkAppliesToWest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sec.Type != mirror.SecretType {
+	if sec.Type != multicluster.SecretType {
 		t.Errorf("secret type %q", sec.Type)
 	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(sec.Data[mirror.SecretKey])
+	rc, err := clientcmd.RESTConfigFromKubeConfig(sec.Data[multicluster.SecretKey])
 	if err != nil {
 		t.Fatal(err)
 	}

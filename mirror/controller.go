@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // kind is what a queue key asks to reconcile.
@@ -41,16 +43,16 @@ type key struct {
 type linkState struct {
 	name    string
 	cluster string
-	cfg     *LinkConfig // nil while the Link is invalid
+	cfg     *multicluster.LinkConfig // nil while the Link is invalid
 	invalid error
 	credErr error // the credentials were refused or unusable
 	// connErr: the last watcher start could not reach the cluster, so
 	// whether the credentials work is unknown (not the same as credErr).
 	connErr    error
 	remote     *remote
-	cfgKey     string                   // fingerprint of cfg: a change re-checks every mirror
-	gatewayIPs []string                 // resolved gatewayAddress (direct mode)
-	services   map[string]ServiceStatus // "<ns>/<name>" of the remote service
+	cfgKey     string                                // fingerprint of cfg: a change re-checks every mirror
+	gatewayIPs []string                              // resolved gatewayAddress (direct mode)
+	services   map[string]multicluster.ServiceStatus // "<ns>/<name>" of the remote service
 }
 
 // controller writes mirrors; one exists while this replica leads.
@@ -232,8 +234,8 @@ func (c *controller) linkForCluster(cluster string) string {
 }
 
 func (c *controller) enqueueMirror(s *corev1.Service) {
-	cluster := s.Labels[LabelClusterName]
-	name, ns, ok := ParseFQName(s.Annotations[AnnotationRemoteFQName])
+	cluster := s.Labels[multicluster.LabelClusterName]
+	name, ns, ok := ParseFQName(s.Annotations[multicluster.AnnotationRemoteFQName])
 	link := c.linkForCluster(cluster)
 	if link == "" || !ok {
 		c.q.Add(key{kind: kOrphan, ns: s.Namespace, name: s.Name})
@@ -332,7 +334,7 @@ func (c *controller) repair(ctx context.Context) {
 	c.q.Add(key{kind: kAll})
 }
 
-func (c *controller) resolve(ctx context.Context, cfg *LinkConfig) []string {
+func (c *controller) resolve(ctx context.Context, cfg *multicluster.LinkConfig) []string {
 	var out []string
 	for _, h := range cfg.GatewayHosts {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -371,19 +373,19 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	c.mu.Lock()
 	st := c.links[name]
 	if st == nil {
-		st = &linkState{name: name, services: map[string]ServiceStatus{}}
+		st = &linkState{name: name, services: map[string]multicluster.ServiceStatus{}}
 		c.links[name] = st
 	}
 	c.mu.Unlock()
 
 	l, err := linkSpecFromUnstructured(obj.(*unstructured.Unstructured))
-	var cfg *LinkConfig
+	var cfg *multicluster.LinkConfig
 	if err == nil {
 		cfg, err = l.Config()
 	}
 	if err == nil {
 		if owner := c.linkForCluster(cfg.Cluster); owner != name {
-			err = &FieldError{"spec.targetClusterName", cfg.Cluster, "already linked by Link " + owner}
+			err = &multicluster.FieldError{Field: "spec.targetClusterName", Value: cfg.Cluster, Reason: "already linked by Link " + owner}
 		}
 	}
 	if err != nil {
@@ -419,7 +421,7 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 
 	sobj, ok, _ := c.m.secrets.GetStore().GetByKey(c.m.cfg.Namespace + "/" + cfg.Secret)
 	if !ok {
-		c.credentialsFailed(name, fmt.Errorf("secret %s/%s of type %s not found", c.m.cfg.Namespace, cfg.Secret, SecretType))
+		c.credentialsFailed(name, fmt.Errorf("secret %s/%s of type %s not found", c.m.cfg.Namespace, cfg.Secret, multicluster.SecretType))
 		return nil // the Secret's arrival enqueues the Link again
 	}
 	secret := sobj.(*corev1.Secret)
@@ -430,9 +432,9 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 		}
 		return nil
 	}
-	kc, ok := secret.Data[SecretKey]
+	kc, ok := secret.Data[multicluster.SecretKey]
 	if !ok {
-		c.credentialsFailed(name, fmt.Errorf("secret %s has no %q key", secret.Name, SecretKey))
+		c.credentialsFailed(name, fmt.Errorf("secret %s has no %q key", secret.Name, multicluster.SecretKey))
 		return nil
 	}
 	rc, err := c.m.cfg.RemoteConfig(kc)
@@ -502,8 +504,8 @@ func (c *controller) reconcileOrphan(ctx context.Context, ns, name string) error
 		return nil
 	}
 	s := o.(*corev1.Service)
-	if c.linkForCluster(s.Labels[LabelClusterName]) != "" {
-		if _, _, ok := ParseFQName(s.Annotations[AnnotationRemoteFQName]); ok {
+	if c.linkForCluster(s.Labels[multicluster.LabelClusterName]) != "" {
+		if _, _, ok := ParseFQName(s.Annotations[multicluster.AnnotationRemoteFQName]); ok {
 			c.enqueueMirror(s) // its Link exists (again): handled there
 			return nil
 		}
@@ -522,7 +524,7 @@ func (c *controller) deleteMirror(ctx context.Context, s *corev1.Service) error 
 	c.m.met.writes.WithLabelValues("service", "delete").Inc()
 	c.alloc.Release(s.Namespace + "/" + s.Name + ":")
 	c.m.met.egressUsed.Set(float64(c.alloc.InUse()))
-	c.m.met.endpoints.DeleteLabelValues(s.Labels[LabelClusterName], s.Name)
+	c.m.met.endpoints.DeleteLabelValues(s.Labels[multicluster.LabelClusterName], s.Name)
 	return nil
 }
 
@@ -530,7 +532,7 @@ func (c *controller) deleteMirror(ctx context.Context, s *corev1.Service) error 
 func (c *controller) reconcileService(ctx context.Context, link, ns, name string) error {
 	c.mu.Lock()
 	st := c.links[link]
-	var cfg *LinkConfig
+	var cfg *multicluster.LinkConfig
 	var r *remote
 	var gwIPs []string
 	if st != nil {
@@ -565,9 +567,9 @@ func (c *controller) reconcileService(ctx context.Context, link, ns, name string
 			return err
 		}
 	}
-	local := &ObjectRef{Kind: "Service", Name: want, Namespace: ns}
+	local := &multicluster.ObjectRef{Kind: "Service", Name: want, Namespace: ns}
 	if !c.namespaceUsable(ns) {
-		if c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionFalse, Reason: ReasonMissingNamespace,
+		if c.setStatus(link, ns, name, &multicluster.LinkCondition{Status: metav1.ConditionFalse, Reason: multicluster.ReasonMissingNamespace,
 			Message: "namespace " + ns + " does not exist in this cluster", LocalRef: local}) {
 			c.event(link, corev1.EventTypeNormal, "ServiceMirroringSkipped",
 				fmt.Sprintf("Skipped mirroring service %s/%s: namespace does not exist", ns, name))
@@ -576,24 +578,24 @@ func (c *controller) reconcileService(ctx context.Context, link, ns, name string
 	}
 	mirror, err := c.applyService(ctx, cfg, rsvc, actual)
 	if err != nil {
-		c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionFalse, Reason: reasonOf(err), Message: err.Error(), LocalRef: local})
-		if reasonOf(err) == ReasonInvalidService {
+		c.setStatus(link, ns, name, &multicluster.LinkCondition{Status: metav1.ConditionFalse, Reason: reasonOf(err), Message: err.Error(), LocalRef: local})
+		if reasonOf(err) == multicluster.ReasonInvalidService {
 			return nil
 		}
 		return err
 	}
 	addrs := gwIPs
-	if cfg.Mode == ModeEgress {
+	if cfg.Mode == multicluster.ModeEgress {
 		addrs = c.m.localAddresses()
 	}
 	state := SliceState{Addresses: addrs, Alive: c.m.cfg.Health.Alive(cfg.Cluster), Empty: !r.hasReady(ns, name)}
 	ready, err := c.applySlice(ctx, cfg, mirror, state)
 	if err != nil {
-		c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionFalse, Reason: ReasonError, Message: err.Error(), LocalRef: local})
+		c.setStatus(link, ns, name, &multicluster.LinkCondition{Status: metav1.ConditionFalse, Reason: multicluster.ReasonError, Message: err.Error(), LocalRef: local})
 		return err
 	}
 	c.m.met.endpoints.WithLabelValues(cfg.Cluster, want).Set(float64(ready))
-	c.setStatus(link, ns, name, &LinkCondition{Status: metav1.ConditionTrue, Reason: ReasonMirrored, LocalRef: local})
+	c.setStatus(link, ns, name, &multicluster.LinkCondition{Status: metav1.ConditionTrue, Reason: multicluster.ReasonMirrored, LocalRef: local})
 	return nil
 }
 
@@ -609,17 +611,17 @@ var errInvalidService = errors.New("invalid service")
 
 func reasonOf(err error) string {
 	if errors.Is(err, errInvalidService) {
-		return ReasonInvalidService
+		return multicluster.ReasonInvalidService
 	}
-	return ReasonError
+	return multicluster.ReasonError
 }
 
-func (c *controller) applyService(ctx context.Context, cfg *LinkConfig, rsvc *corev1.Service, actual *corev1.Service) (*corev1.Service, error) {
+func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkConfig, rsvc *corev1.Service, actual *corev1.Service) (*corev1.Service, error) {
 	if len(rsvc.Spec.Ports) == 0 {
 		return nil, fmt.Errorf("%w: remote service has no ports", errInvalidService)
 	}
 	var egress map[int32]int32
-	if cfg.Mode == ModeEgress {
+	if cfg.Mode == multicluster.ModeEgress {
 		var recorded map[int32]int32
 		if actual != nil {
 			recorded, _ = ParseEgressPorts(actual.Annotations[AnnotationEgressPorts])
@@ -655,7 +657,7 @@ func (c *controller) applyService(ctx context.Context, cfg *LinkConfig, rsvc *co
 
 // applySlice writes the mirror's EndpointSlice when it differs, and returns
 // the number of ready endpoints it holds.
-func (c *controller) applySlice(ctx context.Context, cfg *LinkConfig, mirror *corev1.Service, st SliceState) (int, error) {
+func (c *controller) applySlice(ctx context.Context, cfg *multicluster.LinkConfig, mirror *corev1.Service, st SliceState) (int, error) {
 	desired, err := DesiredSlice(cfg, mirror, st)
 	if err != nil {
 		return 0, err
@@ -678,7 +680,7 @@ func (c *controller) applySlice(ctx context.Context, cfg *LinkConfig, mirror *co
 
 // setStatus records a remote service's condition (nil drops the entry) and
 // schedules a status write when it changed; it reports whether it changed.
-func (c *controller) setStatus(link, ns, name string, cond *LinkCondition) bool {
+func (c *controller) setStatus(link, ns, name string, cond *multicluster.LinkCondition) bool {
 	c.mu.Lock()
 	st := c.links[link]
 	if st == nil {
@@ -690,14 +692,14 @@ func (c *controller) setStatus(link, ns, name string, cond *LinkCondition) bool 
 	if cond == nil {
 		delete(st.services, k)
 	} else {
-		cond.Type = ConditionMirrored
+		cond.Type = multicluster.ConditionMirrored
 		if had && len(old.Conditions) == 1 && sameCondition(old.Conditions[0], *cond) {
 			c.mu.Unlock()
 			return false
 		}
 		cond.LastTransitionTime = metav1.Now()
-		st.services[k] = ServiceStatus{ControllerName: ControllerName,
-			RemoteRef: ObjectRef{Kind: "Service", Name: name, Namespace: ns}, Conditions: []LinkCondition{*cond}}
+		st.services[k] = multicluster.ServiceStatus{ControllerName: multicluster.ControllerName,
+			RemoteRef: multicluster.ObjectRef{Kind: "Service", Name: name, Namespace: ns}, Conditions: []multicluster.LinkCondition{*cond}}
 	}
 	c.mu.Unlock()
 	if cond == nil && !had {
@@ -707,7 +709,7 @@ func (c *controller) setStatus(link, ns, name string, cond *LinkCondition) bool 
 	return true
 }
 
-func sameCondition(a, b LinkCondition) bool {
+func sameCondition(a, b multicluster.LinkCondition) bool {
 	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message &&
 		(a.LocalRef == nil) == (b.LocalRef == nil) && (a.LocalRef == nil || *a.LocalRef == *b.LocalRef)
 }
@@ -733,7 +735,7 @@ func (c *controller) event(link, typ, reason, msg string) {
 	now := metav1.Now()
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: link + ".", Namespace: c.m.cfg.Namespace},
-		InvolvedObject: corev1.ObjectReference{Kind: "Link", APIVersion: LinkGVR.GroupVersion().String(),
+		InvolvedObject: corev1.ObjectReference{Kind: "Link", APIVersion: multicluster.LinkGVR.GroupVersion().String(),
 			Name: link, Namespace: c.m.cfg.Namespace, UID: u.GetUID()},
 		Reason: reason, Message: msg, Type: typ, Count: 1,
 		FirstTimestamp: now, LastTimestamp: now,

@@ -14,16 +14,13 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	discoveryac "k8s.io/client-go/applyconfigurations/discovery/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
-// Labels and annotations shared with Linkerd (pkg/k8s/labels.go there).
+// Labels, annotations and names of mcgate's own, and Linkerd's ones that
+// only the mirror uses.
 const (
-	LabelMirroredService     = "mirror.linkerd.io/mirrored-service"
-	LabelClusterName         = "mirror.linkerd.io/cluster-name"
-	AnnotationRemoteFQName   = "mirror.linkerd.io/remote-svc-fq-name"
-	AnnotationRemoteVersion  = "mirror.linkerd.io/remote-resource-version"
-	AnnotationRemoteSvcName  = "mirror.linkerd.io/remote-svc-name"
-	AnnotationGatewayID      = "mirror.linkerd.io/remote-gateway-identity"
 	annotationOpaquePorts    = "config.linkerd.io/opaque-ports"
 	linkerdPrefix            = "mirror.linkerd.io"
 	LabelManagedBy           = discoveryv1.LabelManagedBy
@@ -40,7 +37,7 @@ const (
 // MirrorName is the local name of a remote Service: the value of
 // mirror.linkerd.io/remote-svc-name when set, else <name>-<cluster>.
 func MirrorName(remote *corev1.Service, cluster string) string {
-	if n := remote.Annotations[AnnotationRemoteSvcName]; n != "" {
+	if n := remote.Annotations[multicluster.AnnotationRemoteSvcName]; n != "" {
 		return n
 	}
 	return remote.Name + "-" + cluster
@@ -76,7 +73,7 @@ func excluded(key string, list []string) bool {
 }
 
 // mirrorLabels are the remote labels to copy plus the two mirror labels.
-func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string {
+func mirrorLabels(link *multicluster.LinkConfig, remote map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range remote {
 		// Mirror labels of the remote (it may itself hold mirrors) would
@@ -86,8 +83,8 @@ func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string 
 		}
 		out[k] = v
 	}
-	out[LabelMirroredService] = "true"
-	out[LabelClusterName] = link.Cluster
+	out[multicluster.LabelMirroredService] = "true"
+	out[multicluster.LabelClusterName] = link.Cluster
 	return out
 }
 
@@ -95,7 +92,7 @@ func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string 
 // hints make no sense across clusters, opaque-ports is kept even when
 // excluded (it changes how meshed clients speak to the mirror), and our own
 // mcgate.io/ bookkeeping is never taken from the remote.
-func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]string {
+func mirrorAnnotations(link *multicluster.LinkConfig, remote *corev1.Service) map[string]string {
 	out := map[string]string{}
 	for k, v := range remote.Annotations {
 		switch {
@@ -106,8 +103,8 @@ func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]stri
 		}
 		out[k] = v
 	}
-	out[AnnotationRemoteFQName] = FQName(remote.Name, remote.Namespace, link.Domain)
-	out[AnnotationRemoteVersion] = remote.ResourceVersion
+	out[multicluster.AnnotationRemoteFQName] = FQName(remote.Name, remote.Namespace, link.Domain)
+	out[multicluster.AnnotationRemoteVersion] = remote.ResourceVersion
 	return out
 }
 
@@ -115,9 +112,9 @@ func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]stri
 // its allocated egress port (egress mode); it is recorded on the mirror so
 // the allocation survives restarts and every replica listens on the same
 // ports.
-func DesiredService(link *LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
+func DesiredService(link *multicluster.LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
 	ann := mirrorAnnotations(link, remote)
-	if link.Mode == ModeEgress && len(egress) > 0 {
+	if link.Mode == multicluster.ModeEgress && len(egress) > 0 {
 		ann[AnnotationEgressPorts] = FormatEgressPorts(egress)
 	}
 	spec := corev1ac.ServiceSpec().WithType(corev1.ServiceTypeClusterIP)
@@ -163,10 +160,10 @@ type SliceState struct {
 // DesiredSlice is the EndpointSlice of a mirror Service (as read back from
 // the API, for its UID and egress annotation). It is owned by the mirror so
 // it goes with it.
-func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
+func DesiredSlice(link *multicluster.LinkConfig, mirror *corev1.Service, st SliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
 	family, addrs := addressFamily(st.Addresses)
 	var egress map[int32]int32
-	if link.Mode == ModeEgress {
+	if link.Mode == multicluster.ModeEgress {
 		var err error
 		if egress, err = ParseEgressPorts(mirror.Annotations[AnnotationEgressPorts]); err != nil {
 			return nil, err
@@ -178,9 +175,9 @@ func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*dis
 	}
 	ls[endpointSliceServiceName] = mirror.Name
 	ls[LabelManagedBy] = ManagedByValue
-	ann := map[string]string{AnnotationRemoteFQName: mirror.Annotations[AnnotationRemoteFQName]}
+	ann := map[string]string{multicluster.AnnotationRemoteFQName: mirror.Annotations[multicluster.AnnotationRemoteFQName]}
 	if link.GatewayIdentity != "" {
-		ann[AnnotationGatewayID] = link.GatewayIdentity
+		ann[multicluster.AnnotationGatewayID] = link.GatewayIdentity
 	}
 	s := discoveryac.EndpointSlice(mirror.Name, mirror.Namespace).
 		WithLabels(ls).
@@ -192,7 +189,7 @@ func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*dis
 		WithAddressType(family)
 	for _, p := range mirror.Spec.Ports {
 		port := int32(link.GatewayPort)
-		if link.Mode == ModeEgress {
+		if link.Mode == multicluster.ModeEgress {
 			e, ok := egress[p.Port]
 			if !ok {
 				return nil, fmt.Errorf("mirror %s/%s: no egress port for service port %d", mirror.Namespace, mirror.Name, p.Port)

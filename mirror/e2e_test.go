@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -140,8 +141,8 @@ func (f *fixture) putSecretData(kubeconfig []byte) {
 	f.t.Helper()
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cluster-credentials-" + f.cluster, Namespace: f.mcNS},
-		Type:       SecretType,
-		Data:       map[string][]byte{SecretKey: kubeconfig},
+		Type:       multicluster.SecretType,
+		Data:       map[string][]byte{multicluster.SecretKey: kubeconfig},
 	}
 	c := f.env.West.Client.CoreV1().Secrets(f.mcNS)
 	if _, err := c.Update(f.t.Context(), s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
@@ -177,18 +178,18 @@ func (f *fixture) linkObject(edit func(spec map[string]any)) *unstructured.Unstr
 
 func (f *fixture) createLink(edit func(spec map[string]any)) {
 	f.t.Helper()
-	if _, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Create(f.t.Context(), f.linkObject(edit), metav1.CreateOptions{}); err != nil {
+	if _, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Create(f.t.Context(), f.linkObject(edit), metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
-func (f *fixture) getLink() *Link {
+func (f *fixture) getLink() *multicluster.Link {
 	f.t.Helper()
-	u, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Get(f.t.Context(), f.link, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Get(f.t.Context(), f.link, metav1.GetOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	l, err := LinkFromUnstructured(u)
+	l, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func (f *fixture) sliceIs(name string, want []string, ready bool) *discoveryv1.E
 	return got
 }
 
-func (f *fixture) serviceCondition(name string) *LinkCondition {
+func (f *fixture) serviceCondition(name string) *multicluster.LinkCondition {
 	for _, s := range f.getLink().Status.MirrorServices {
 		if s.RemoteRef.Name == name && s.RemoteRef.Namespace == f.ns && len(s.Conditions) == 1 {
 			return &s.Conditions[0]
@@ -348,7 +349,7 @@ func (f *fixture) serviceCondition(name string) *LinkCondition {
 	return nil
 }
 
-func linkCondition(l *Link, typ string) *metav1.Condition {
+func linkCondition(l *multicluster.Link, typ string) *metav1.Condition {
 	for i := range l.Status.Conditions {
 		if l.Status.Conditions[i].Type == typ {
 			return &l.Status.Conditions[i]
@@ -376,10 +377,10 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 		svc, err = f.westService(mirror)
 		return err == nil, fmt.Sprint(err)
 	})
-	if svc.Labels[LabelMirroredService] != "true" || svc.Labels[LabelClusterName] != f.cluster || svc.Labels["app"] != "api" {
+	if svc.Labels[multicluster.LabelMirroredService] != "true" || svc.Labels[multicluster.LabelClusterName] != f.cluster || svc.Labels["app"] != "api" {
 		t.Errorf("labels %v", svc.Labels)
 	}
-	if svc.Annotations[AnnotationRemoteFQName] != "api."+f.ns+".svc.cluster.local" {
+	if svc.Annotations[multicluster.AnnotationRemoteFQName] != "api."+f.ns+".svc.cluster.local" {
 		t.Errorf("annotations %v", svc.Annotations)
 	}
 	if p := svc.Spec.Ports[0]; p.Port != 8080 || p.AppProtocol == nil || *p.AppProtocol != "http" {
@@ -396,7 +397,7 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	}
 	eventually(t, "Mirrored condition", func() (bool, string) {
 		c := f.serviceCondition("api")
-		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonMirrored, fmt.Sprintf("%+v", c)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == multicluster.ReasonMirrored, fmt.Sprintf("%+v", c)
 	})
 	eventually(t, "egress entry", func() (bool, string) {
 		e := m.Egress()
@@ -433,7 +434,7 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	f.health.setAlive(f.cluster, false)
 	f.sliceIs(mirror, []string{"198.18.0.10"}, false)
 	eventually(t, "GatewayAlive=False", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionGatewayAlive)
+		c := linkCondition(f.getLink(), multicluster.ConditionGatewayAlive)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
 	f.health.setAlive(f.cluster, true)
@@ -492,7 +493,7 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 
 	eventually(t, "MissingNamespace recorded", func() (bool, string) {
 		for _, s := range f.getLink().Status.MirrorServices {
-			if s.RemoteRef.Name == "db" && s.Conditions[0].Reason == ReasonMissingNamespace && s.Conditions[0].Status == metav1.ConditionFalse {
+			if s.RemoteRef.Name == "db" && s.Conditions[0].Reason == multicluster.ReasonMissingNamespace && s.Conditions[0].Status == metav1.ConditionFalse {
 				return true, ""
 			}
 		}
@@ -520,7 +521,7 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 
 	// Link deleted → its mirrors deleted.
 	eventually(t, "web mirrored", func() (bool, string) { _, err := f.westService("web-" + f.cluster); return err == nil, fmt.Sprint(err) })
-	if err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
+	if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitGone("web-" + f.cluster)
@@ -540,22 +541,22 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	f.startMirror("replica-a")
 
 	eventually(t, "Valid=False names the field", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionValid)
+		c := linkCondition(f.getLink(), multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "spec.gatewayPort"), fmt.Sprintf("%+v", c)
 	})
 	// Fix the field: now the (bad) credentials are the problem.
-	u, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Get(ctx, f.link, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Get(ctx, f.link, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	unstructured.SetNestedField(u.Object, "4143", "spec", "gatewayPort")
-	if _, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "Credentials=False", func() (bool, string) {
 		l := f.getLink()
-		c := linkCondition(l, ConditionCredentials)
-		v := linkCondition(l, ConditionValid)
+		c := linkCondition(l, multicluster.ConditionCredentials)
+		v := linkCondition(l, multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && v != nil && v.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
 	if _, err := f.westService(mirror); !apierrors.IsNotFound(err) {
@@ -567,7 +568,7 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	// Bad again: mirrors stay, status says so.
 	f.putSecret(false)
 	eventually(t, "Credentials=False again", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
 	// The old watcher keeps running: a remote change still arrives.
@@ -597,7 +598,7 @@ func TestE2EUnreachableCluster(t *testing.T) {
 	f.createLink(nil)
 	f.startMirror("replica-a")
 	eventually(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionUnknown && c.Reason == "Unreachable" &&
 			strings.Contains(c.Message, "connection refused"), fmt.Sprintf("%+v", c)
 	})
@@ -610,7 +611,7 @@ func TestE2EUnreachableCluster(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 	eventually(t, "Credentials=True", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
 }
@@ -676,7 +677,7 @@ func TestE2ELeaderFailover(t *testing.T) {
 	})
 	stopA()
 	eventually(t, "b leads", func() (bool, string) { return b.Leading(), "" })
-	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, LeaseName, metav1.GetOptions{})
+	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, multicluster.LeaseName, metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "replica-b" {
 		t.Fatalf("lease %+v %v", lease, err)
 	}

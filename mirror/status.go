@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // writeStatus patches the Link's status from the leader's state: Link-level
@@ -23,7 +25,7 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 	if !ok {
 		return nil
 	}
-	cur, err := LinkFromUnstructured(o.(*unstructured.Unstructured))
+	cur, err := multicluster.LinkFromUnstructured(o.(*unstructured.Unstructured))
 	if err != nil {
 		return nil // not decodable: Valid=False is all we could say, and we cannot
 	}
@@ -33,46 +35,46 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 		c.mu.Unlock()
 		return nil
 	}
-	next := LinkStatus{Conditions: slices.Clone(cur.Status.Conditions)}
+	next := multicluster.LinkStatus{Conditions: slices.Clone(cur.Status.Conditions)}
 	gen := cur.Generation
 	setCond := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&next.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
 			Message: msg, ObservedGeneration: gen})
 	}
 	if st.invalid != nil {
-		setCond(ConditionValid, metav1.ConditionFalse, "InvalidField", st.invalid.Error())
+		setCond(multicluster.ConditionValid, metav1.ConditionFalse, "InvalidField", st.invalid.Error())
 	} else {
-		setCond(ConditionValid, metav1.ConditionTrue, "Valid", "")
+		setCond(multicluster.ConditionValid, metav1.ConditionTrue, "Valid", "")
 	}
 	switch {
 	case st.invalid != nil:
-		meta.RemoveStatusCondition(&next.Conditions, ConditionCredentials)
+		meta.RemoveStatusCondition(&next.Conditions, multicluster.ConditionCredentials)
 	case st.credErr != nil && st.remote != nil:
-		setCond(ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error()+"; still watching with the previous credentials")
+		setCond(multicluster.ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error()+"; still watching with the previous credentials")
 	case st.credErr != nil:
-		setCond(ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error())
+		setCond(multicluster.ConditionCredentials, metav1.ConditionFalse, "Invalid", st.credErr.Error())
 	case st.remote != nil && st.remote.watchErr() != nil:
 		// Unreachable: whether the credentials still work is unknown.
-		setCond(ConditionCredentials, metav1.ConditionUnknown, "WatchFailing",
+		setCond(multicluster.ConditionCredentials, metav1.ConditionUnknown, "WatchFailing",
 			"cannot watch the cluster ("+st.remote.watchErr().Error()+"); keeping the existing mirrors")
 	case st.remote != nil && st.connErr != nil:
-		setCond(ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
+		setCond(multicluster.ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
 			"cannot check the new credentials ("+st.connErr.Error()+"); still watching with the previous ones")
 	case st.remote != nil:
-		setCond(ConditionCredentials, metav1.ConditionTrue, "Connected", "")
+		setCond(multicluster.ConditionCredentials, metav1.ConditionTrue, "Connected", "")
 	case st.connErr != nil:
-		setCond(ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
+		setCond(multicluster.ConditionCredentials, metav1.ConditionUnknown, "Unreachable",
 			"cannot reach the cluster ("+st.connErr.Error()+"); keeping the existing mirrors, retrying")
 	}
 	if st.cfg != nil && st.cfg.Probe.Path != "" && len(st.cfg.GatewayHosts) > 0 {
 		if c.m.cfg.Health.Alive(st.cfg.Cluster) {
-			setCond(ConditionGatewayAlive, metav1.ConditionTrue, "ProbeSucceeded", "")
+			setCond(multicluster.ConditionGatewayAlive, metav1.ConditionTrue, "ProbeSucceeded", "")
 		} else {
-			setCond(ConditionGatewayAlive, metav1.ConditionFalse, "ProbeFailed",
+			setCond(multicluster.ConditionGatewayAlive, metav1.ConditionFalse, "ProbeFailed",
 				fmt.Sprintf("%d consecutive probes of %s failed", st.cfg.Probe.FailureThreshold, st.cfg.Probe.Path))
 		}
 	} else {
-		meta.RemoveStatusCondition(&next.Conditions, ConditionGatewayAlive)
+		meta.RemoveStatusCondition(&next.Conditions, multicluster.ConditionGatewayAlive)
 	}
 	keys := slices.Sorted(maps.Keys(st.services))
 	for _, k := range keys {
@@ -81,7 +83,7 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 	c.mu.Unlock()
 	// Keep the transition times the Link already shows for conditions
 	// that did not change (e.g. written by a previous leader).
-	prev := map[ObjectRef]LinkCondition{}
+	prev := map[multicluster.ObjectRef]multicluster.LinkCondition{}
 	for _, s := range cur.Status.MirrorServices {
 		if len(s.Conditions) == 1 {
 			prev[s.RemoteRef] = s.Conditions[0]
@@ -89,7 +91,7 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 	}
 	for i, s := range next.MirrorServices {
 		if p, ok := prev[s.RemoteRef]; ok && sameCondition(p, s.Conditions[0]) {
-			next.MirrorServices[i].Conditions = []LinkCondition{p}
+			next.MirrorServices[i].Conditions = []multicluster.LinkCondition{p}
 		}
 	}
 	next.FederatedServices = cur.Status.FederatedServices
@@ -114,7 +116,7 @@ func (c *controller) writeStatus(ctx context.Context, link string) error {
 	if err != nil {
 		return fmt.Errorf("marshal link status: %w", err)
 	}
-	_, err = c.m.cfg.Dynamic.Resource(LinkGVR).Namespace(c.m.cfg.Namespace).Patch(ctx, link, types.MergePatchType, body,
+	_, err = c.m.cfg.Dynamic.Resource(multicluster.LinkGVR).Namespace(c.m.cfg.Namespace).Patch(ctx, link, types.MergePatchType, body,
 		metav1.PatchOptions{FieldManager: FieldManager}, "status")
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -31,6 +31,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // Addresses (kubetest.HostIP) of this package's processes.
@@ -176,7 +177,7 @@ func (f *fixture) link(apiServer string) {
 	gatewaytest.Run(f.t, out, "kubectl", "--kubeconfig", f.env.West.Kubeconfig, "apply", "-f", "-")
 	f.t.Cleanup(func() {
 		ctx := context.Background()
-		if err := f.dyn.Resource(mirror.LinkGVR).Namespace(deploy.Namespace).Delete(ctx, f.cluster, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Delete(ctx, f.cluster, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			f.t.Errorf("delete Link %s: %v", f.cluster, err)
 		}
 		err := f.env.West.Client.CoreV1().Secrets(deploy.Namespace).Delete(ctx, "cluster-credentials-"+f.cluster, metav1.DeleteOptions{})
@@ -309,7 +310,7 @@ func (m mirrors) versions() map[string]string {
 
 func (f *fixture) mirrors(ctx context.Context) (mirrors, error) {
 	m := mirrors{services: map[string]corev1.Service{}, slices: map[string][]discoveryv1.EndpointSlice{}}
-	svcs, err := f.env.West.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: mirror.LabelClusterName + "=" + f.cluster})
+	svcs, err := f.env.West.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: multicluster.LabelClusterName + "=" + f.cluster})
 	if err != nil {
 		return m, err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // metricFamilies parses a Prometheus text exposition.
@@ -111,16 +111,16 @@ func gatewayMetric(host int, name string, labels map[string]string) float64 {
 
 // credentials returns the Link's Credentials condition in west.
 func (f *fixture) credentials(ctx context.Context) (*metav1.Condition, error) {
-	u, err := f.dyn.Resource(mirror.LinkGVR).Namespace(deploy.Namespace).Get(ctx, f.cluster, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Get(ctx, f.cluster, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	l, err := mirror.LinkFromUnstructured(u)
+	l, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		return nil, err
 	}
 	for i := range l.Status.Conditions {
-		if l.Status.Conditions[i].Type == mirror.ConditionCredentials {
+		if l.Status.Conditions[i].Type == multicluster.ConditionCredentials {
 			return &l.Status.Conditions[i], nil
 		}
 	}
