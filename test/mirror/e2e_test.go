@@ -1,4 +1,4 @@
-package mirror
+package mirror_test
 
 import (
 	"context"
@@ -26,10 +26,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
+	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
-
-func TestMain(m *testing.M) { kubetest.Main(m) }
 
 const protobuf = "application/vnd.kubernetes.protobuf"
 
@@ -38,13 +38,13 @@ const protobuf = "application/vnd.kubernetes.protobuf"
 type health struct {
 	mu      sync.Mutex
 	dead    map[string]bool
-	targets []ProbeTarget
+	targets []mirror.ProbeTarget
 	changed chan struct{}
 }
 
 func newHealth() *health { return &health{dead: map[string]bool{}, changed: make(chan struct{}, 1)} }
 
-func (h *health) Set(ts []ProbeTarget) {
+func (h *health) Set(ts []mirror.ProbeTarget) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.targets = ts
@@ -197,7 +197,7 @@ func (f *fixture) getLink() *multicluster.Link {
 }
 
 // startMirror runs a Mirror until the test ends (or stop is called).
-func (f *fixture) startMirror(identity string) (*Mirror, func()) {
+func (f *fixture) startMirror(identity string) (*mirror.Mirror, func()) {
 	f.t.Helper()
 	// The client budget of the gateway's wiring (cmd/mcgate --kube-api-qps).
 	rc := rest.CopyConfig(f.env.West.Config)
@@ -211,9 +211,9 @@ func (f *fixture) startMirror(identity string) (*Mirror, func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	m, err := New(Config{
+	m, err := mirror.New(mirror.Config{
 		Client: client, Dynamic: dyn, Namespace: f.mcNS,
-		EgressPorts: PortRange{20000, 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
+		EgressPorts: mirror.PortRange{Lo: 20000, Hi: 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
 		Health: f.health, Identity: identity, Log: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel),
 		Registerer:    prometheus.NewRegistry(),
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
@@ -281,27 +281,6 @@ func remoteSlice(ns, name string) *discoveryv1.EndpointSlice {
 	}
 }
 
-// eventually polls cond until it holds or 30s pass.
-func eventually(t testing.TB, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		select {
-		case <-deadline:
-			t.Fatalf("%s: not reached within 30s (last: %s)", what, last)
-		case <-tick.C:
-		}
-	}
-}
-
 func (f *fixture) westService(name string) (*corev1.Service, error) {
 	return f.env.West.Client.CoreV1().Services(f.ns).Get(f.t.Context(), name, metav1.GetOptions{})
 }
@@ -312,7 +291,7 @@ func (f *fixture) westSlice(name string) (*discoveryv1.EndpointSlice, error) {
 
 func (f *fixture) waitGone(name string) {
 	f.t.Helper()
-	eventually(f.t, "mirror "+name+" deleted", func() (bool, string) {
+	wait.For(f.t, "mirror "+name+" deleted", func() (bool, string) {
 		_, err := f.westService(name)
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -322,7 +301,7 @@ func (f *fixture) waitGone(name string) {
 func (f *fixture) sliceIs(name string, want []string, ready bool) *discoveryv1.EndpointSlice {
 	f.t.Helper()
 	var got *discoveryv1.EndpointSlice
-	eventually(f.t, fmt.Sprintf("slice %s = %v ready=%v", name, want, ready), func() (bool, string) {
+	wait.For(f.t, fmt.Sprintf("slice %s = %v ready=%v", name, want, ready), func() (bool, string) {
 		s, err := f.westSlice(name)
 		if err != nil {
 			return false, err.Error()
@@ -367,14 +346,14 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 
 	f.createRemote(exportedService("api", f.ns,
 		corev1.ServicePort{Name: "http", Port: 8080, AppProtocol: ptr.To("http")}), true)
-	mirror := "api-" + f.cluster
+	mirrorName := "api-" + f.cluster
 
 	// Export → mirror Service with the Linkerd labels/annotations and a
 	// ready slice on the local gateway's egress port.
 	var svc *corev1.Service
-	eventually(t, "mirror created", func() (bool, string) {
+	wait.For(t, "mirror created", func() (bool, string) {
 		var err error
-		svc, err = f.westService(mirror)
+		svc, err = f.westService(mirrorName)
 		return err == nil, fmt.Sprint(err)
 	})
 	if svc.Labels[multicluster.LabelMirroredService] != "true" || svc.Labels[multicluster.LabelClusterName] != f.cluster || svc.Labels["app"] != "api" {
@@ -386,20 +365,20 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if p := svc.Spec.Ports[0]; p.Port != 8080 || p.AppProtocol == nil || *p.AppProtocol != "http" {
 		t.Errorf("ports %+v", svc.Spec.Ports)
 	}
-	egress, err := ParseEgressPorts(svc.Annotations[AnnotationEgressPorts])
+	egress, err := mirror.ParseEgressPorts(svc.Annotations[mirror.AnnotationEgressPorts])
 	if err != nil || egress[8080] < 20000 || egress[8080] > 29999 {
 		t.Fatalf("egress ports %v %v", egress, err)
 	}
-	sl := f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	sl := f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 	if *sl.Ports[0].Port != egress[8080] || sl.Labels[discoveryv1.LabelManagedBy] != "mcgate" ||
 		len(sl.OwnerReferences) != 1 || sl.OwnerReferences[0].UID != svc.UID {
 		t.Errorf("slice %+v", sl)
 	}
-	eventually(t, "Mirrored condition", func() (bool, string) {
+	wait.For(t, "Mirrored condition", func() (bool, string) {
 		c := f.serviceCondition("api")
 		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == multicluster.ReasonMirrored, fmt.Sprintf("%+v", c)
 	})
-	eventually(t, "egress entry", func() (bool, string) {
+	wait.For(t, "egress entry", func() (bool, string) {
 		e := m.Egress()
 		return len(e) == 1 && e[0].Port == int(egress[8080]) && e[0].Target == "api."+f.ns+".svc.cluster.local:8080" &&
 			e[0].GatewayAddresses[0] == "198.18.0.2:4143", fmt.Sprintf("%+v", e)
@@ -414,31 +393,31 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "port added", func() (bool, string) {
-		s, err := f.westService(mirror)
+	wait.For(t, "port added", func() (bool, string) {
+		s, err := f.westService(mirrorName)
 		if err != nil {
 			return false, err.Error()
 		}
-		e, _ := ParseEgressPorts(s.Annotations[AnnotationEgressPorts])
+		e, _ := mirror.ParseEgressPorts(s.Annotations[mirror.AnnotationEgressPorts])
 		return len(s.Spec.Ports) == 2 && e[8080] == egress[8080] && e[9090] != 0 && s.UID == svc.UID,
 			fmt.Sprintf("%v %v", s.Spec.Ports, e)
 	})
 
 	// Remote endpoints gone → empty slice; back → filled.
 	f.setRemoteEndpoint(f.ns, "api", false)
-	f.sliceIs(mirror, nil, true)
+	f.sliceIs(mirrorName, nil, true)
 	f.setRemoteEndpoint(f.ns, "api", true)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Gateway dead → not ready; alive → ready. GatewayAlive follows.
 	f.health.setAlive(f.cluster, false)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, false)
-	eventually(t, "GatewayAlive=False", func() (bool, string) {
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, false)
+	wait.For(t, "GatewayAlive=False", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionGatewayAlive)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
 	f.health.setAlive(f.cluster, true)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Unexport → mirror deleted, status entry dropped.
 	if rs, err = f.env.East.Client.CoreV1().Services(f.ns).Get(ctx, "api", metav1.GetOptions{}); err != nil {
@@ -448,8 +427,8 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGone(mirror)
-	eventually(t, "status entry dropped", func() (bool, string) {
+	f.waitGone(mirrorName)
+	wait.For(t, "status entry dropped", func() (bool, string) {
 		c := f.serviceCondition("api")
 		return c == nil, fmt.Sprintf("%+v", c)
 	})
@@ -462,11 +441,11 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "re-exported", func() (bool, string) { _, err := f.westService(mirror); return err == nil, fmt.Sprint(err) })
+	wait.For(t, "re-exported", func() (bool, string) { _, err := f.westService(mirrorName); return err == nil, fmt.Sprint(err) })
 	if err := f.env.East.Client.CoreV1().Services(f.ns).Delete(ctx, "api", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGone(mirror)
+	f.waitGone(mirrorName)
 }
 
 func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
@@ -491,7 +470,7 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 	})
 	f.createRemote(exportedService("db", only, corev1.ServicePort{Name: "pg", Port: 5432}), true)
 
-	eventually(t, "MissingNamespace recorded", func() (bool, string) {
+	wait.For(t, "MissingNamespace recorded", func() (bool, string) {
 		for _, s := range f.getLink().Status.MirrorServices {
 			if s.RemoteRef.Name == "db" && s.Conditions[0].Reason == multicluster.ReasonMissingNamespace && s.Conditions[0].Status == metav1.ConditionFalse {
 				return true, ""
@@ -499,7 +478,7 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%+v", f.getLink().Status.MirrorServices)
 	})
-	eventually(t, "event recorded", func() (bool, string) {
+	wait.For(t, "event recorded", func() (bool, string) {
 		evs, err := f.env.West.Client.CoreV1().Events(f.mcNS).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -514,18 +493,18 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 	if err := f.env.West.EnsureNamespace(ctx, only); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "mirrored once the namespace exists", func() (bool, string) {
+	wait.For(t, "mirrored once the namespace exists", func() (bool, string) {
 		_, err := f.env.West.Client.CoreV1().Services(only).Get(ctx, "db-"+f.cluster, metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
 
 	// Link deleted → its mirrors deleted.
-	eventually(t, "web mirrored", func() (bool, string) { _, err := f.westService("web-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	wait.For(t, "web mirrored", func() (bool, string) { _, err := f.westService("web-" + f.cluster); return err == nil, fmt.Sprint(err) })
 	if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitGone("web-" + f.cluster)
-	eventually(t, "db mirror deleted", func() (bool, string) {
+	wait.For(t, "db mirror deleted", func() (bool, string) {
 		_, err := f.env.West.Client.CoreV1().Services(only).Get(ctx, "db-"+f.cluster, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -535,12 +514,12 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	f.createRemote(exportedService("api", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), true)
-	mirror := "api-" + f.cluster
+	mirrorName := "api-" + f.cluster
 	f.putSecret(false)
 	f.createLink(func(spec map[string]any) { spec["gatewayPort"] = "gateway" })
 	f.startMirror("replica-a")
 
-	eventually(t, "Valid=False names the field", func() (bool, string) {
+	wait.For(t, "Valid=False names the field", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "spec.gatewayPort"), fmt.Sprintf("%+v", c)
 	})
@@ -553,21 +532,21 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	if _, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Credentials=False", func() (bool, string) {
+	wait.For(t, "Credentials=False", func() (bool, string) {
 		l := f.getLink()
 		c := linkCondition(l, multicluster.ConditionCredentials)
 		v := linkCondition(l, multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && v != nil && v.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
-	if _, err := f.westService(mirror); !apierrors.IsNotFound(err) {
+	if _, err := f.westService(mirrorName); !apierrors.IsNotFound(err) {
 		t.Fatalf("mirrored with bad credentials: %v", err)
 	}
 	// Good credentials, no restart.
 	f.putSecret(true)
-	eventually(t, "mirrored after rotation", func() (bool, string) { _, err := f.westService(mirror); return err == nil, fmt.Sprint(err) })
+	wait.For(t, "mirrored after rotation", func() (bool, string) { _, err := f.westService(mirrorName); return err == nil, fmt.Sprint(err) })
 	// Bad again: mirrors stay, status says so.
 	f.putSecret(false)
-	eventually(t, "Credentials=False again", func() (bool, string) {
+	wait.For(t, "Credentials=False again", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
@@ -576,7 +555,7 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.createRemote(exportedService("api2", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), false)
-	eventually(t, "old watcher still mirrors", func() (bool, string) {
+	wait.For(t, "old watcher still mirrors", func() (bool, string) {
 		_, err := f.westService("api2-" + f.cluster)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -597,7 +576,7 @@ func TestE2EUnreachableCluster(t *testing.T) {
 	f.putSecretData(f.kubeconfigVia(fwd.URL()))
 	f.createLink(nil)
 	f.startMirror("replica-a")
-	eventually(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
+	wait.For(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionUnknown && c.Reason == "Unreachable" &&
 			strings.Contains(c.Message, "connection refused"), fmt.Sprintf("%+v", c)
@@ -606,11 +585,11 @@ func TestE2EUnreachableCluster(t *testing.T) {
 		t.Fatalf("mirrored while unreachable: %v", err)
 	}
 	fwd.Restore()
-	eventually(t, "mirrored once reachable", func() (bool, string) {
+	wait.For(t, "mirrored once reachable", func() (bool, string) {
 		_, err := f.westService("api-" + f.cluster)
 		return err == nil, fmt.Sprint(err)
 	})
-	eventually(t, "Credentials=True", func() (bool, string) {
+	wait.For(t, "Credentials=True", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
@@ -626,7 +605,7 @@ func TestE2ERestartCollectsOrphansAndKeepsUIDs(t *testing.T) {
 	}
 	_, stop := f.startMirror("replica-a")
 	var keep *corev1.Service
-	eventually(t, "both mirrored", func() (bool, string) {
+	wait.For(t, "both mirrored", func() (bool, string) {
 		var err error
 		keep, err = f.westService("keep-" + f.cluster)
 		_, err2 := f.westService("drop-" + f.cluster)
@@ -642,18 +621,18 @@ func TestE2ERestartCollectsOrphansAndKeepsUIDs(t *testing.T) {
 	f.createRemote(exportedService("new", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
 	f.startMirror("replica-b")
 	f.waitGone("drop-" + f.cluster)
-	eventually(t, "new mirrored", func() (bool, string) { _, err := f.westService("new-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	wait.For(t, "new mirrored", func() (bool, string) { _, err := f.westService("new-" + f.cluster); return err == nil, fmt.Sprint(err) })
 	after, err := f.westService("keep-" + f.cluster)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.UID != keep.UID || after.Annotations[AnnotationEgressPorts] != keep.Annotations[AnnotationEgressPorts] {
+	if after.UID != keep.UID || after.Annotations[mirror.AnnotationEgressPorts] != keep.Annotations[mirror.AnnotationEgressPorts] {
 		t.Fatalf("surviving mirror changed: uid %s→%s, egress %s→%s", keep.UID, after.UID,
-			keep.Annotations[AnnotationEgressPorts], after.Annotations[AnnotationEgressPorts])
+			keep.Annotations[mirror.AnnotationEgressPorts], after.Annotations[mirror.AnnotationEgressPorts])
 	}
 	nw, _ := f.westService("new-" + f.cluster)
-	if nw.Annotations[AnnotationEgressPorts] == keep.Annotations[AnnotationEgressPorts] {
-		t.Fatalf("new mirror got the surviving mirror's egress port %s", nw.Annotations[AnnotationEgressPorts])
+	if nw.Annotations[mirror.AnnotationEgressPorts] == keep.Annotations[mirror.AnnotationEgressPorts] {
+		t.Fatalf("new mirror got the surviving mirror's egress port %s", nw.Annotations[mirror.AnnotationEgressPorts])
 	}
 }
 
@@ -663,26 +642,26 @@ func TestE2ELeaderFailover(t *testing.T) {
 	f.putSecret(true)
 	f.createLink(nil)
 	a, stopA := f.startMirror("replica-a")
-	eventually(t, "a leads", func() (bool, string) { return a.Leading(), "" })
+	wait.For(t, "a leads", func() (bool, string) { return a.Leading(), "" })
 	b, _ := f.startMirror("replica-b")
 	f.createRemote(exportedService("one", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	eventually(t, "one mirrored", func() (bool, string) { _, err := f.westService("one-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	wait.For(t, "one mirrored", func() (bool, string) { _, err := f.westService("one-" + f.cluster); return err == nil, fmt.Sprint(err) })
 	if b.Leading() {
 		t.Fatal("two leaders")
 	}
 	// The follower serves the same egress set from the annotations.
-	eventually(t, "follower egress", func() (bool, string) {
+	wait.For(t, "follower egress", func() (bool, string) {
 		ea, eb := a.Egress(), b.Egress()
 		return len(eb) == 1 && fmt.Sprint(ea) == fmt.Sprint(eb), fmt.Sprint(ea, eb)
 	})
 	stopA()
-	eventually(t, "b leads", func() (bool, string) { return b.Leading(), "" })
+	wait.For(t, "b leads", func() (bool, string) { return b.Leading(), "" })
 	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, multicluster.LeaseName, metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "replica-b" {
 		t.Fatalf("lease %+v %v", lease, err)
 	}
 	f.createRemote(exportedService("two", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	eventually(t, "two mirrored by the new leader", func() (bool, string) {
+	wait.For(t, "two mirrored by the new leader", func() (bool, string) {
 		_, err := f.westService("two-" + f.cluster)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -712,11 +691,11 @@ func TestE2ERoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "route", func() (bool, string) {
+	wait.For(t, "route", func() (bool, string) {
 		eps, err := m.Routes().Route("api", f.ns, 80)
 		return err == nil && len(eps) == 1 && eps[0] == "198.18.0.60:8080", fmt.Sprint(eps, err)
 	})
-	if _, err := m.Routes().Route("hidden", f.ns, 80); err != ErrNotExported {
+	if _, err := m.Routes().Route("hidden", f.ns, 80); err != mirror.ErrNotExported {
 		t.Fatalf("non-exported service routed: %v", err)
 	}
 }
