@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	discoveryac "k8s.io/client-go/applyconfigurations/discovery/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -25,7 +24,7 @@ const (
 	linkerdPrefix            = "mirror.linkerd.io"
 	LabelManagedBy           = discoveryv1.LabelManagedBy
 	ManagedByValue           = "mcgate"
-	FieldManager             = "mcgate-mirror"
+	fieldManager             = "mcgate-mirror"
 	mcgatePrefix             = "mcgate.io/"
 	AnnotationEgressPorts    = "mcgate.io/egress-ports"
 	annotationDesiredHash    = "mcgate.io/desired-hash"
@@ -36,7 +35,7 @@ const (
 
 // MirrorName is the local name of a remote Service: the value of
 // mirror.linkerd.io/remote-svc-name when set, else <name>-<cluster>.
-func MirrorName(remote *corev1.Service, cluster string) string {
+func mirrorName(remote *corev1.Service, cluster string) string {
 	if n := remote.Annotations[multicluster.AnnotationRemoteSvcName]; n != "" {
 		return n
 	}
@@ -44,12 +43,12 @@ func MirrorName(remote *corev1.Service, cluster string) string {
 }
 
 // FQName is the remote Service's DNS name in its own cluster.
-func FQName(name, namespace, domain string) string {
+func fqName(name, namespace, domain string) string {
 	return name + "." + namespace + ".svc." + domain
 }
 
 // ParseFQName reverses FQName; ok is false for names not of that form.
-func ParseFQName(fq string) (name, namespace string, ok bool) {
+func parseFQName(fq string) (name, namespace string, ok bool) {
 	parts := strings.SplitN(fq, ".", 4)
 	if len(parts) < 4 || parts[2] != "svc" || parts[0] == "" || parts[1] == "" {
 		return "", "", false
@@ -103,7 +102,7 @@ func mirrorAnnotations(link *multicluster.LinkConfig, remote *corev1.Service) ma
 		}
 		out[k] = v
 	}
-	out[multicluster.AnnotationRemoteFQName] = FQName(remote.Name, remote.Namespace, link.Domain)
+	out[multicluster.AnnotationRemoteFQName] = fqName(remote.Name, remote.Namespace, link.Domain)
 	out[multicluster.AnnotationRemoteVersion] = remote.ResourceVersion
 	return out
 }
@@ -112,10 +111,10 @@ func mirrorAnnotations(link *multicluster.LinkConfig, remote *corev1.Service) ma
 // its allocated egress port (egress mode); it is recorded on the mirror so
 // the allocation survives restarts and every replica listens on the same
 // ports.
-func DesiredService(link *multicluster.LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
+func desiredService(link *multicluster.LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
 	ann := mirrorAnnotations(link, remote)
 	if link.Mode == multicluster.ModeEgress && len(egress) > 0 {
-		ann[AnnotationEgressPorts] = FormatEgressPorts(egress)
+		ann[AnnotationEgressPorts] = formatEgressPorts(egress)
 	}
 	spec := corev1ac.ServiceSpec().WithType(corev1.ServiceTypeClusterIP)
 	for _, p := range remote.Spec.Ports {
@@ -130,7 +129,7 @@ func DesiredService(link *multicluster.LinkConfig, remote *corev1.Service, egres
 		}
 		spec.WithPorts(sp)
 	}
-	svc := corev1ac.Service(MirrorName(remote, link.Cluster), remote.Namespace).
+	svc := corev1ac.Service(mirrorName(remote, link.Cluster), remote.Namespace).
 		WithLabels(mirrorLabels(link, remote.Labels)).
 		WithSpec(spec)
 	svc.WithAnnotations(ann)
@@ -147,7 +146,7 @@ func protocolOf(p corev1.Protocol) corev1.Protocol {
 
 // SliceState is what the endpoints of a mirror depend on besides the mirror
 // Service itself.
-type SliceState struct {
+type sliceState struct {
 	// Addresses: the local gateway's addresses (egress mode) or the remote
 	// gateway's resolved IPs (direct mode).
 	Addresses []string
@@ -160,7 +159,7 @@ type SliceState struct {
 // DesiredSlice is the EndpointSlice of a mirror Service (as read back from
 // the API, for its UID and egress annotation). It is owned by the mirror so
 // it goes with it.
-func DesiredSlice(link *multicluster.LinkConfig, mirror *corev1.Service, st SliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
+func desiredSlice(link *multicluster.LinkConfig, mirror *corev1.Service, st sliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
 	family, addrs := addressFamily(st.Addresses)
 	var egress map[int32]int32
 	if link.Mode == multicluster.ModeEgress {
@@ -252,22 +251,4 @@ func hashOf(v any) string {
 	h := fnv.New64a()
 	h.Write(b)
 	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-// UpToDate reports whether the object read back from the API already has
-// everything the desired object sets, so applying it would change nothing.
-func UpToDate(actual metav1.Object, desiredLabels, desiredAnnotations map[string]string) bool {
-	if actual == nil {
-		return false
-	}
-	return subset(desiredLabels, actual.GetLabels()) && subset(desiredAnnotations, actual.GetAnnotations())
-}
-
-func subset(want, have map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }

@@ -51,11 +51,11 @@ func remoteService() *corev1.Service {
 
 func TestMirrorName(t *testing.T) {
 	s := remoteService()
-	if got := MirrorName(s, "east"); got != "api-east" {
+	if got := mirrorName(s, "east"); got != "api-east" {
 		t.Fatalf("MirrorName = %q", got)
 	}
 	s.Annotations[multicluster.AnnotationRemoteSvcName] = "api-eu"
-	if got := MirrorName(s, "east"); got != "api-eu" {
+	if got := mirrorName(s, "east"); got != "api-eu" {
 		t.Fatalf("MirrorName with annotation = %q", got)
 	}
 	for fq, want := range map[string][2]string{
@@ -63,7 +63,7 @@ func TestMirrorName(t *testing.T) {
 		"api.production.svc":            {"", ""},
 		"api.production.pod.x":          {"", ""},
 	} {
-		n, ns, _ := ParseFQName(fq)
+		n, ns, _ := parseFQName(fq)
 		if n != want[0] || ns != want[1] {
 			t.Errorf("ParseFQName(%q) = %q %q", fq, n, ns)
 		}
@@ -72,7 +72,7 @@ func TestMirrorName(t *testing.T) {
 
 func TestDesiredService(t *testing.T) {
 	remote := remoteService()
-	got := DesiredService(testLink(multicluster.ModeEgress), remote, map[int32]int32{8080: 4200, 9090: 4201})
+	got := desiredService(testLink(multicluster.ModeEgress), remote, map[int32]int32{8080: 4200, 9090: 4201})
 	if *got.Name != "api-east" || *got.Namespace != "production" {
 		t.Fatalf("name %s/%s", *got.Namespace, *got.Name)
 	}
@@ -104,7 +104,7 @@ func TestDesiredService(t *testing.T) {
 	}
 
 	// Direct mode records no egress ports.
-	d := DesiredService(testLink(multicluster.ModeDirect), remote, nil)
+	d := desiredService(testLink(multicluster.ModeDirect), remote, nil)
 	if _, ok := d.Annotations[AnnotationEgressPorts]; ok {
 		t.Error("direct mode mirror has egress ports")
 	}
@@ -114,8 +114,8 @@ func TestDesiredServiceHashTracksChanges(t *testing.T) {
 	l := testLink(multicluster.ModeEgress)
 	r := remoteService()
 	e := map[int32]int32{8080: 4200, 9090: 4201}
-	base := DesiredService(l, r, e).Annotations[annotationDesiredHash]
-	if again := DesiredService(l, remoteService(), e).Annotations[annotationDesiredHash]; again != base {
+	base := desiredService(l, r, e).Annotations[annotationDesiredHash]
+	if again := desiredService(l, remoteService(), e).Annotations[annotationDesiredHash]; again != base {
 		t.Fatal("hash is not deterministic")
 	}
 	for name, edit := range map[string]func(){
@@ -126,7 +126,7 @@ func TestDesiredServiceHashTracksChanges(t *testing.T) {
 	} {
 		l, r, e = testLink(multicluster.ModeEgress), remoteService(), map[int32]int32{8080: 4200, 9090: 4201}
 		edit()
-		if h := DesiredService(l, r, e).Annotations[annotationDesiredHash]; h == base {
+		if h := desiredService(l, r, e).Annotations[annotationDesiredHash]; h == base {
 			t.Errorf("%s: hash unchanged", name)
 		}
 	}
@@ -135,7 +135,7 @@ func TestDesiredServiceHashTracksChanges(t *testing.T) {
 // mirrorAsRead is the mirror Service as the API server returns it.
 func mirrorAsRead(t *testing.T, l *multicluster.LinkConfig) *corev1.Service {
 	t.Helper()
-	ac := DesiredService(l, remoteService(), map[int32]int32{8080: 4200, 9090: 4201})
+	ac := desiredService(l, remoteService(), map[int32]int32{8080: 4200, 9090: 4201})
 	b, err := json.Marshal(ac)
 	if err != nil {
 		t.Fatal(err)
@@ -158,24 +158,24 @@ func TestDesiredSlice(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode string
-		st   SliceState
+		st   sliceState
 		want want
 	}{
-		{"egress alive", multicluster.ModeEgress, SliceState{Addresses: []string{"198.18.0.11", "198.18.0.10"}, Alive: true},
+		{"egress alive", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.11", "198.18.0.10"}, Alive: true},
 			want{[]string{"198.18.0.10", "198.18.0.11"}, []int32{4200, 4201}, true, discoveryv1.AddressTypeIPv4}},
-		{"egress dead", multicluster.ModeEgress, SliceState{Addresses: []string{"198.18.0.10"}, Alive: false},
+		{"egress dead", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.10"}, Alive: false},
 			want{[]string{"198.18.0.10"}, []int32{4200, 4201}, false, discoveryv1.AddressTypeIPv4}},
-		{"egress empty remote", multicluster.ModeEgress, SliceState{Addresses: []string{"198.18.0.10"}, Alive: true, Empty: true},
+		{"egress empty remote", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.10"}, Alive: true, Empty: true},
 			want{nil, []int32{4200, 4201}, false, discoveryv1.AddressTypeIPv4}},
-		{"direct", multicluster.ModeDirect, SliceState{Addresses: []string{"198.18.0.2", "fd00::2", "bogus"}, Alive: true},
+		{"direct", multicluster.ModeDirect, sliceState{Addresses: []string{"198.18.0.2", "fd00::2", "bogus"}, Alive: true},
 			want{[]string{"198.18.0.2"}, []int32{4143, 4143}, true, discoveryv1.AddressTypeIPv4}},
-		{"direct v6 only", multicluster.ModeDirect, SliceState{Addresses: []string{"fd00::2"}, Alive: true},
+		{"direct v6 only", multicluster.ModeDirect, sliceState{Addresses: []string{"fd00::2"}, Alive: true},
 			want{[]string{"fd00::2"}, []int32{4143, 4143}, true, discoveryv1.AddressTypeIPv6}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := testLink(tc.mode)
 			m := mirrorAsRead(t, testLink(multicluster.ModeEgress))
-			s, err := DesiredSlice(l, m, tc.st)
+			s, err := desiredSlice(l, m, tc.st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,27 +218,8 @@ func TestDesiredSlice(t *testing.T) {
 func TestDesiredSliceMissingEgressPort(t *testing.T) {
 	m := mirrorAsRead(t, testLink(multicluster.ModeEgress))
 	m.Annotations[AnnotationEgressPorts] = "8080=4200"
-	if _, err := DesiredSlice(testLink(multicluster.ModeEgress), m, SliceState{Addresses: []string{"198.18.0.10"}, Alive: true}); err == nil {
+	if _, err := desiredSlice(testLink(multicluster.ModeEgress), m, sliceState{Addresses: []string{"198.18.0.10"}, Alive: true}); err == nil {
 		t.Fatal("want error for a service port without an egress port")
-	}
-}
-
-func TestUpToDate(t *testing.T) {
-	actual := &corev1.Service{ObjectMeta: metav1.ObjectMeta{
-		Labels:      map[string]string{"a": "1", "foreign": "x"},
-		Annotations: map[string]string{annotationDesiredHash: "h1"},
-	}}
-	if !UpToDate(actual, map[string]string{"a": "1"}, map[string]string{annotationDesiredHash: "h1"}) {
-		t.Error("same desired state reported stale")
-	}
-	if UpToDate(actual, map[string]string{"a": "1"}, map[string]string{annotationDesiredHash: "h2"}) {
-		t.Error("changed hash reported up to date")
-	}
-	if UpToDate(actual, map[string]string{"a": "2"}, map[string]string{annotationDesiredHash: "h1"}) {
-		t.Error("label edited by someone else reported up to date")
-	}
-	if UpToDate(nil, nil, nil) {
-		t.Error("missing object reported up to date")
 	}
 }
 

@@ -133,7 +133,7 @@ func mirrorRemoteKey(obj any) ([]string, error) {
 		return nil, nil
 	}
 	c := s.Labels[multicluster.LabelClusterName]
-	name, ns, ok := ParseFQName(s.Annotations[multicluster.AnnotationRemoteFQName])
+	name, ns, ok := parseFQName(s.Annotations[multicluster.AnnotationRemoteFQName])
 	if c == "" || !ok || ns != s.Namespace {
 		return nil, nil
 	}
@@ -198,7 +198,7 @@ func New(cfg Config) (*Mirror, error) {
 	m.slices = newInformer(cache.NewFilteredListWatchFromClient(cfg.Client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter),
 		&discoveryv1.EndpointSlice{}, cache.Indexers{indexByService: sliceServiceKey})
 	m.namespaces = newInformer(cache.NewFilteredListWatchFromClient(core, "namespaces", "", noFilter), &corev1.Namespace{}, cache.Indexers{})
-	m.routes = NewRoutes(m.exported.GetIndexer(), m.slices.GetIndexer(), cfg.ExportSelector)
+	m.routes = newRoutes(m.exported.GetIndexer(), m.slices.GetIndexer(), cfg.ExportSelector)
 	return m, nil
 }
 
@@ -355,7 +355,9 @@ func (m *Mirror) lead(ctx context.Context) {
 		m.met.leader.Set(0)
 	}()
 	m.log.Info().Str("identity", m.cfg.Identity).Msg("leading: writing mirrors")
-	if err := newController(m).run(ctx); err != nil {
+	events, stop := startEvents(ctx, m)
+	defer stop()
+	if err := newController(m, events).run(ctx); err != nil {
 		m.log.Error().Err(err).Msg("mirror controller stopped")
 	}
 }
@@ -470,16 +472,3 @@ func (m *Mirror) localAddresses() []string {
 
 // noFilter lists everything (NewFilteredListWatchFromClient needs a func).
 func noFilter(*metav1.ListOptions) {}
-
-// linkSpecFromUnstructured decodes a Link without its status: the status
-// holds an entry per mirrored service, and converting it by reflection on
-// every Link event would cost more than all the mirroring.
-func linkSpecFromUnstructured(u *unstructured.Unstructured) (*multicluster.Link, error) {
-	obj := make(map[string]any, len(u.Object))
-	for k, v := range u.Object {
-		if k != "status" {
-			obj[k] = v
-		}
-	}
-	return multicluster.LinkFromUnstructured(&unstructured.Unstructured{Object: obj})
-}
