@@ -200,8 +200,8 @@ func TestReconcileServiceStep(t *testing.T) {
 	if !*sl.Endpoints[0].Conditions.Ready {
 		t.Fatalf("slice not restored: %+v", sl.Endpoints)
 	}
-	if s.writes("service", "apply") != 2 || s.writes("service", "patch") != 1 || s.writes("endpointslice", "apply") != 2 {
-		t.Fatalf("repair writes: service apply %v patch %v, slice apply %v; want 2, 1, 2",
+	if s.writes("service", "apply") != 1 || s.writes("service", "patch") != 1 || s.writes("endpointslice", "apply") != 2 {
+		t.Fatalf("repair writes: service apply %v patch %v, slice apply %v; want 1, 1, 2",
 			s.writes("service", "apply"), s.writes("service", "patch"), s.writes("endpointslice", "apply"))
 	}
 	before = len(s.client.Actions())

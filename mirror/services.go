@@ -176,25 +176,26 @@ func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkCon
 		return nil, err
 	}
 	desired := desiredService(cfg, rsvc, egress)
-	if actual == nil || !serviceOwnedUpToDate(actual, desired) {
-		// Force only when taking back fields of our own mirror (someone
-		// edited it); creating never forces, so a foreign Service is never
-		// taken over.
-		out, err := c.m.cfg.Client.CoreV1().Services(rsvc.Namespace).Apply(ctx, desired,
-			metav1.ApplyOptions{FieldManager: fieldManager, Force: actual != nil})
-		if err != nil {
-			if apierrors.IsConflict(err) {
-				return nil, fmt.Errorf("%w: %v", errInvalidService, err)
-			}
-			return nil, fmt.Errorf("apply mirror %s/%s: %w", *desired.Namespace, *desired.Name, err)
+	if actual != nil && serviceHasForeignSpec(actual, desired) {
+		if actual, err = c.replaceSpec(ctx, actual, desired); err != nil {
+			return nil, err
 		}
-		c.m.met.writes.WithLabelValues("service", "apply").Inc()
-		actual = out
 	}
-	if serviceHasForeignSpec(actual, desired) {
-		return c.replaceSpec(ctx, actual, desired)
+	if actual != nil && serviceOwnedUpToDate(actual, desired) {
+		return actual, nil
 	}
-	return actual, nil
+	// Force only when taking back fields of our own mirror (someone edited
+	// it); creating never forces, so a foreign Service is never taken over.
+	out, err := c.m.cfg.Client.CoreV1().Services(rsvc.Namespace).Apply(ctx, desired,
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: actual != nil})
+	if err != nil {
+		if apierrors.IsConflict(err) {
+			return nil, fmt.Errorf("%w: %v", errInvalidService, err)
+		}
+		return nil, fmt.Errorf("apply mirror %s/%s: %w", *desired.Namespace, *desired.Name, err)
+	}
+	c.m.met.writes.WithLabelValues("service", "apply").Inc()
+	return out, nil
 }
 
 // egressPorts allocates the egress ports of a mirror (egress mode), keeping
@@ -218,9 +219,11 @@ func (c *controller) egressPorts(cfg *multicluster.LinkConfig, rsvc, actual *cor
 
 // replaceSpec takes out of a mirror's spec what someone else added and
 // apply leaves in place because it is not ours: a selector (the endpoint
-// controller would write slices of its own) and ports of their own. A merge
-// patch replaces the port list whole; the resourceVersion makes it fail
-// rather than undo a change it has not seen.
+// controller would write slices of its own) and ports of their own (an
+// edited port number is a port of its own, which may even hold the name of
+// ours, so that an apply adding ours back would be refused). A merge patch
+// replaces the port list whole; the resourceVersion makes it fail rather
+// than undo a change it has not seen.
 func (c *controller) replaceSpec(ctx context.Context, actual *corev1.Service, desired *corev1ac.ServiceApplyConfiguration) (*corev1.Service, error) {
 	body, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": actual.ResourceVersion},

@@ -41,9 +41,20 @@ func serviceOwnedUpToDate(actual *corev1.Service, desired *corev1ac.ServiceApply
 // serviceHasForeignSpec reports whether the mirror's spec holds what
 // someone else added and an apply of ours would leave in place: a selector
 // (the mirror sets none; with one, the endpoint controller would write
-// slices of its own) or ports beyond desired's.
+// slices of its own) or a port desired does not have (by its key, port and
+// protocol).
 func serviceHasForeignSpec(actual *corev1.Service, desired *corev1ac.ServiceApplyConfiguration) bool {
-	return len(actual.Spec.Selector) > 0 || len(actual.Spec.Ports) != len(desired.Spec.Ports)
+	if len(actual.Spec.Selector) > 0 {
+		return true
+	}
+	for _, p := range actual.Spec.Ports {
+		if !slices.ContainsFunc(desired.Spec.Ports, func(want corev1ac.ServicePortApplyConfiguration) bool {
+			return ptr.Deref(want.Port, 0) == p.Port && ptr.Deref(want.Protocol, "") == protocolOf(p.Protocol)
+		}) {
+			return true
+		}
+	}
+	return false
 }
 
 // servicePortByKey finds a Service port by its key in the API (port and

@@ -53,11 +53,12 @@ func TestServiceUpToDate(t *testing.T) {
 			s.Spec.Type = corev1.ServiceTypeNodePort
 			s.Spec.Ports[0].NodePort = 30080
 		}, false, false},
-		{"port number", func(s *corev1.Service) { s.Spec.Ports[0].Port = 9999 }, false, false},
+		{"port number", func(s *corev1.Service) { s.Spec.Ports[0].Port = 9999 }, false, true},
 		{"port name", func(s *corev1.Service) { s.Spec.Ports[0].Name = "web" }, false, false},
-		{"port protocol", func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }, false, false},
+		{"port protocol", func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }, false, true},
 		{"target port we set", func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromInt32(1) }, false, false},
 		{"app protocol we set", func(s *corev1.Service) { s.Spec.Ports[0].AppProtocol = nil }, false, false},
+		{"port removed", func(s *corev1.Service) { s.Spec.Ports = s.Spec.Ports[:1] }, false, false},
 		{"port added", func(s *corev1.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "x", Port: 1, Protocol: corev1.ProtocolTCP})
 		}, true, true},

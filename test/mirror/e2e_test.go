@@ -77,11 +77,12 @@ type fixture struct {
 	link    string
 	health  *health
 	dyn     dynamic.Interface
+	metrics map[string]*prometheus.Registry // of each mirror, by identity
 }
 
 func newFixture(t testing.TB) *fixture {
 	env := kubetest.Start(t)
-	f := &fixture{t: t, env: env, health: newHealth()}
+	f := &fixture{t: t, env: env, health: newHealth(), metrics: map[string]*prometheus.Registry{}}
 	f.ns = kubetest.Namespace(t, env.East, env.West)
 	f.mcNS = kubetest.Namespace(t, env.West)
 	f.cluster = fmt.Sprintf("east%d", clusterSeq.Add(1))
@@ -211,11 +212,13 @@ func (f *fixture) startMirror(identity string) (*mirror.Mirror, func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
+	f.metrics[identity] = reg
 	m, err := mirror.New(mirror.Config{
 		Client: client, Dynamic: dyn, Namespace: f.mcNS,
 		EgressPorts: mirror.PortRange{Lo: 20000, Hi: 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
 		Health: f.health, Identity: identity, Log: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel),
-		Registerer:    prometheus.NewRegistry(),
+		Registerer:    reg,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Resolve: func(_ context.Context, h string) ([]string, error) { return []string{h}, nil },
 	})
