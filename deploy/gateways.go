@@ -157,8 +157,8 @@ func ScrapePod(ctx context.Context, client kubernetes.Interface, namespace strin
 	}
 	pod := ready[0]
 	if l, err := client.CoordinationV1().Leases(namespace).Get(ctx, multicluster.LeaseName, metav1.GetOptions{}); err == nil &&
-		l.Spec.HolderIdentity != nil && slices.Contains(ready, *l.Spec.HolderIdentity) {
-		pod = *l.Spec.HolderIdentity
+		l.Spec.HolderIdentity != nil && slices.Contains(ready, multicluster.HolderName(*l.Spec.HolderIdentity)) {
+		pod = multicluster.HolderName(*l.Spec.HolderIdentity)
 	}
 	b, err := client.CoreV1().Pods(namespace).ProxyGet("http", pod, "4191", "/metrics", nil).DoRaw(ctx)
 	if err != nil {

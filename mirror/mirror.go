@@ -73,7 +73,8 @@ type Config struct {
 	AdvertiseAddresses []string
 	GatewayService     string
 	Health             GatewayHealth
-	// Identity names this replica in the Lease (default: hostname).
+	// Identity names this replica in the Lease (default: the host name);
+	// New adds a part random per process (see multicluster.HolderIdentity).
 	Identity   string
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer
@@ -164,6 +165,10 @@ func New(cfg Config) (*Mirror, error) {
 		}
 		cfg.Identity = h
 	}
+	var err error
+	if cfg.Identity, err = multicluster.HolderIdentity(cfg.Identity); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
 	if cfg.RepairPeriod <= 0 {
 		cfg.RepairPeriod = time.Minute
 	}
@@ -224,6 +229,9 @@ func (m *Mirror) Routes() *Routes { return m.routes }
 // must not report ready.
 func (m *Mirror) Synced() bool { return m.synced.Load() }
 
+// Identity is this replica's Lease holder identity.
+func (m *Mirror) Identity() string { return m.cfg.Identity }
+
 // Leading reports whether this replica currently writes mirrors.
 func (m *Mirror) Leading() bool { return m.leading.Load() }
 
@@ -238,6 +246,8 @@ func (m *Mirror) informers() []cache.SharedIndexInformer {
 // Links and mirrors, and campaigns for the Lease; while leading it runs the
 // controller. It returns when ctx ends, after every goroutine it started.
 func (m *Mirror) Run(ctx context.Context) error {
+	m.log.Info().Str("identity", m.cfg.Identity).Str("lease", m.cfg.Namespace+"/"+multicluster.LeaseName).
+		Msg("mirror starting; this replica's Lease holder identity")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -6,7 +6,10 @@
 package multicluster
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -137,4 +140,26 @@ func LinkFromUnstructured(u *unstructured.Unstructured) (*Link, error) {
 		return nil, fmt.Errorf("decode link %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
 	return &l, nil
+}
+
+// HolderIdentity is the identity a gateway replica holds the Lease under:
+// its pod (or host) name, for people to read, and a part random per
+// process, so that two replicas of one name (a host name shared by
+// processes, a pod name reused) never both believe the Lease is theirs.
+// Pod and host names hold no "_", which separates the two parts.
+func HolderIdentity(name string) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("lease holder identity: %w", err)
+	}
+	return name + "_" + hex.EncodeToString(b), nil
+}
+
+// HolderName is the pod or host name part of a Lease holder identity (all
+// of it when it has no random part, e.g. written by an older gateway).
+func HolderName(identity string) string {
+	if i := strings.LastIndexByte(identity, '_'); i >= 0 {
+		return identity[:i]
+	}
+	return identity
 }

@@ -126,12 +126,19 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // gateway starts `mcgate gateway` for cluster c on host (kubetest.HostIP)
-// with Lease identity id, waits until it is ready, and stops it (SIGTERM)
-// when the test ends.
+// with POD_NAME id (its Lease identity's name), waits until it is ready,
+// and stops it (SIGTERM) when the test ends.
 func (f *fixture) gateway(c *kubetest.Cluster, host int, id string) *gatewaytest.Process {
 	f.t.Helper()
+	return f.gatewayWithEnv(c, host, id, "POD_NAME="+id)
+}
+
+// gatewayWithEnv is gateway with env added to the process's environment;
+// id names its log.
+func (f *fixture) gatewayWithEnv(c *kubetest.Cluster, host int, id string, env ...string) *gatewaytest.Process {
+	f.t.Helper()
 	ip := kubetest.HostIP(host).String()
-	g := &gatewaytest.Process{T: f.t, Log: filepath.Join(f.logs, id+".log"), Env: []string{"POD_NAME=" + id},
+	g := &gatewaytest.Process{T: f.t, Log: filepath.Join(f.logs, id+".log"), Env: env,
 		Args: []string{"gateway", "--kubeconfig", c.Kubeconfig,
 			"--identity-dir", filepath.Join(f.ids, c.Name+"-gw"), "--cluster-name", c.Name,
 			"--listen-addr", ip + ":4143", "--admin-addr", ip + ":4191",

@@ -93,20 +93,30 @@ func readAPICounts(t *testing.T, c *kubetest.Cluster) apiCounts {
 // gatewayMetric reads name{labels} from a gateway's admin /metrics on
 // host (kubetest.HostIP); -1 if it cannot be read.
 func gatewayMetric(host int, name string, labels map[string]string) float64 {
+	mfs := gatewayScrape(host)
+	if mfs == nil {
+		return -1
+	}
+	return sum(mfs, name, labels)
+}
+
+// gatewayScrape reads a gateway's admin /metrics on host (kubetest.HostIP);
+// nil if they cannot be read.
+func gatewayScrape(host int) map[string]*dto.MetricFamily {
 	resp, err := http.Get("http://" + kubetest.HostIP(host).String() + ":4191/metrics")
 	if err != nil {
-		return -1
+		return nil
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return -1
+		return nil
 	}
 	mfs, err := metricFamilies(b)
 	if err != nil {
-		return -1
+		return nil
 	}
-	return sum(mfs, name, labels)
+	return mfs
 }
 
 // credentials returns the Link's Credentials condition in west.

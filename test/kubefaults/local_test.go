@@ -61,13 +61,14 @@ func (f *fixture) lease() (*coordinationv1.Lease, error) {
 	return f.env.West.Client.CoordinationV1().Leases(deploy.Namespace).Get(f.t.Context(), multicluster.LeaseName, metav1.GetOptions{})
 }
 
-// holder is the Lease's holder, "" if unknown.
+// holder is the pod name part of the Lease's holder identity, "" if
+// unknown.
 func (f *fixture) holder() string {
 	l, err := f.lease()
 	if err != nil || l.Spec.HolderIdentity == nil {
 		return ""
 	}
-	return *l.Spec.HolderIdentity
+	return multicluster.HolderName(*l.Spec.HolderIdentity)
 }
 
 // TestLocalAPIServerRestarted restarts west's API server (the one the

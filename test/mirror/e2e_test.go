@@ -660,7 +660,7 @@ func TestE2ELeaderFailover(t *testing.T) {
 	stopA()
 	wait.For(t, "b leads", func() (bool, string) { return b.Leading(), "" })
 	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, multicluster.LeaseName, metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "replica-b" {
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != b.Identity() {
 		t.Fatalf("lease %+v %v", lease, err)
 	}
 	f.createRemote(exportedService("two", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
