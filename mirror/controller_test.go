@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
@@ -37,7 +38,7 @@ type stepper struct {
 	dyn    *dynamicfake.FakeDynamicClient
 	remote *remote
 	events *record.FakeRecorder
-	health *fakeHealth
+	health *testhealth.Health
 }
 
 const (
@@ -62,7 +63,7 @@ func testLinkObject() *unstructured.Unstructured {
 func newStepper(t *testing.T) *stepper {
 	t.Helper()
 	link := testLinkObject()
-	s := &stepper{t: t, client: fake.NewClientset(), health: newFakeHealth(), events: record.NewFakeRecorder(10),
+	s := &stepper{t: t, client: fake.NewClientset(), health: testhealth.New(), events: record.NewFakeRecorder(10),
 		dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{multicluster.LinkGVR: "LinkList"}, link.DeepCopy())}
 	m, err := New(Config{Client: s.client, Dynamic: s.dyn, Namespace: testNS, Health: s.health, Identity: "x",

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,36 +14,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
+
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
-
-// fakeHealth is a GatewayHealth whose verdicts the test sets; the probe
-// workers that implement it for real are tested in package probe.
-type fakeHealth struct {
-	mu      sync.Mutex
-	dead    map[string]bool
-	changed chan struct{}
-}
-
-func newFakeHealth() *fakeHealth {
-	return &fakeHealth{dead: map[string]bool{}, changed: make(chan struct{}, 1)}
-}
-
-func (h *fakeHealth) Set([]ProbeTarget) {}
-
-func (h *fakeHealth) Alive(cluster string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return !h.dead[cluster]
-}
-
-func (h *fakeHealth) Changed() <-chan struct{} { return h.changed }
-
-func (h *fakeHealth) setAlive(cluster string, alive bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.dead[cluster] = !alive
-}
 
 // offlineMirror is a Mirror whose stores the test fills by hand; nothing
 // talks to an API server (the address is never dialled).
@@ -59,7 +32,7 @@ func offlineMirror(t *testing.T) *Mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(Config{Client: cs, Dynamic: dyn, Namespace: "mc", Health: newFakeHealth(), Identity: "x",
+	m, err := New(Config{Client: cs, Dynamic: dyn, Namespace: "mc", Health: testhealth.New(), Identity: "x",
 		AdvertiseAddresses: []string{"198.18.0.10"}, EgressPorts: PortRange{4200, 4299},
 		Log: zerolog.Nop(), Registerer: prometheus.NewRegistry()})
 	if err != nil {

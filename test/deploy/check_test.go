@@ -160,15 +160,7 @@ func TestCheckAndGateways(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() { wdone <- workers.Run(wctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-wdone; err != nil {
-			t.Errorf("probe workers: %v", err)
-		}
-	})
+	runUntilCleanup(t, "probe workers", workers.Run)
 	runMirrorAsGateway(t, env.West, "check-test", workers, reg)
 	const westAdmin = "198.18.0.23:4191"
 	serveAdmin(t, westAdmin, reg, func() error { return nil })

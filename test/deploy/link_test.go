@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
 	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/mirror/multicluster"
@@ -59,14 +60,6 @@ func install(t *testing.T, kubeconfig string, o deploy.Options) {
 	}
 	kubectl(t, kubeconfig, yamlOf(t, objs), "apply", "-f", "-")
 }
-
-// alwaysAlive is the mirror's gateway health without probing: this test is
-// about credentials and RBAC, not liveness.
-type alwaysAlive struct{ ch chan struct{} }
-
-func (alwaysAlive) Set([]mirror.ProbeTarget)   {}
-func (alwaysAlive) Alive(string) bool          { return true }
-func (a alwaysAlive) Changed() <-chan struct{} { return a.ch }
 
 // TestLinkAppliesToWest is the guide's path: install on both clusters,
 // link east (NodePort gateway), apply the output to west, and a mirror
@@ -146,7 +139,9 @@ func TestLinkAppliesToWest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runMirrorAsGateway(t, env.West, "link-test", alwaysAlive{make(chan struct{})}, prometheus.NewRegistry())
+	// Gateway health without probing: this test is about credentials and
+	// RBAC, not liveness.
+	runMirrorAsGateway(t, env.West, "link-test", testhealth.New(), prometheus.NewRegistry())
 	wait.For(t, "mirror api-east in west", func() (bool, string) {
 		_, err := env.West.Client.CoreV1().Services(ns).Get(ctx, "api-east", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
@@ -187,6 +182,20 @@ func TestLinkAppliesToWest(t *testing.T) {
 	kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--dry-run=server", "-f", "-")
 }
 
+// runUntilCleanup runs run until the test ends, then cancels it, waits for
+// it and reports its error.
+func runUntilCleanup(t *testing.T, what string, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
+}
+
 // runMirrorAsGateway runs the mirror in west authenticated as the
 // installed linkerd-gateway ServiceAccount, so its RBAC is what is tested.
 func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mirror.GatewayHealth, reg prometheus.Registerer) {
@@ -213,15 +222,7 @@ func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mi
 	if err != nil {
 		t.Fatal(err)
 	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("mirror Run: %v", err)
-		}
-	})
+	runUntilCleanup(t, "mirror", m.Run)
 }
 
 // TestLinkErrors checks that each missing piece is named with its fix.

@@ -26,44 +26,13 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
 	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 const protobuf = "application/vnd.kubernetes.protobuf"
-
-// health is a GatewayHealth the test sets by hand; the probe workers that
-// implement it for real are tested in package probe.
-type health struct {
-	mu      sync.Mutex
-	dead    map[string]bool
-	targets []mirror.ProbeTarget
-	changed chan struct{}
-}
-
-func newHealth() *health { return &health{dead: map[string]bool{}, changed: make(chan struct{}, 1)} }
-
-func (h *health) Set(ts []mirror.ProbeTarget) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.targets = ts
-}
-func (h *health) Alive(c string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return !h.dead[c]
-}
-func (h *health) Changed() <-chan struct{} { return h.changed }
-func (h *health) setAlive(c string, alive bool) {
-	h.mu.Lock()
-	h.dead[c] = !alive
-	h.mu.Unlock()
-	select {
-	case h.changed <- struct{}{}:
-	default:
-	}
-}
 
 var clusterSeq atomic.Int32
 
@@ -75,14 +44,14 @@ type fixture struct {
 	mcNS    string // west namespace of the Link, Secret and Lease
 	cluster string // targetClusterName, unique per test
 	link    string
-	health  *health
+	health  *testhealth.Health
 	dyn     dynamic.Interface
 	metrics map[string]*prometheus.Registry // of each mirror, by identity
 }
 
 func newFixture(t testing.TB) *fixture {
 	env := kubetest.Start(t)
-	f := &fixture{t: t, env: env, health: newHealth(), metrics: map[string]*prometheus.Registry{}}
+	f := &fixture{t: t, env: env, health: testhealth.New(), metrics: map[string]*prometheus.Registry{}}
 	f.ns = kubetest.Namespace(t, env.East, env.West)
 	f.mcNS = kubetest.Namespace(t, env.West)
 	f.cluster = fmt.Sprintf("east%d", clusterSeq.Add(1))
@@ -292,6 +261,15 @@ func (f *fixture) westSlice(name string) (*discoveryv1.EndpointSlice, error) {
 	return f.env.West.Client.DiscoveryV1().EndpointSlices(f.ns).Get(f.t.Context(), name, metav1.GetOptions{})
 }
 
+// waitMirrored waits for the mirror Service name (in the app namespace).
+func (f *fixture) waitMirrored(what, name string) {
+	f.t.Helper()
+	wait.For(f.t, what, func() (bool, string) {
+		_, err := f.westService(name)
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
 func (f *fixture) waitGone(name string) {
 	f.t.Helper()
 	wait.For(f.t, "mirror "+name+" deleted", func() (bool, string) {
@@ -413,13 +391,13 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Gateway dead → not ready; alive → ready. GatewayAlive follows.
-	f.health.setAlive(f.cluster, false)
+	f.health.SetAlive(f.cluster, false)
 	f.sliceIs(mirrorName, []string{"198.18.0.10"}, false)
 	wait.For(t, "GatewayAlive=False", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionGatewayAlive)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
-	f.health.setAlive(f.cluster, true)
+	f.health.SetAlive(f.cluster, true)
 	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Unexport → mirror deleted, status entry dropped.
@@ -444,7 +422,7 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "re-exported", func() (bool, string) { _, err := f.westService(mirrorName); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("re-exported", mirrorName)
 	if err := f.env.East.Client.CoreV1().Services(f.ns).Delete(ctx, "api", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +480,7 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 	})
 
 	// Link deleted → its mirrors deleted.
-	wait.For(t, "web mirrored", func() (bool, string) { _, err := f.westService("web-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("web mirrored", "web-"+f.cluster)
 	if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -546,7 +524,7 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	}
 	// Good credentials, no restart.
 	f.putSecret(true)
-	wait.For(t, "mirrored after rotation", func() (bool, string) { _, err := f.westService(mirrorName); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("mirrored after rotation", mirrorName)
 	// Bad again: mirrors stay, status says so.
 	f.putSecret(false)
 	wait.For(t, "Credentials=False again", func() (bool, string) {
@@ -558,10 +536,7 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.createRemote(exportedService("api2", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), false)
-	wait.For(t, "old watcher still mirrors", func() (bool, string) {
-		_, err := f.westService("api2-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
+	f.waitMirrored("old watcher still mirrors", "api2-"+f.cluster)
 }
 
 // TestE2EUnreachableCluster: a cluster that cannot be reached when the
@@ -588,10 +563,7 @@ func TestE2EUnreachableCluster(t *testing.T) {
 		t.Fatalf("mirrored while unreachable: %v", err)
 	}
 	fwd.Restore()
-	wait.For(t, "mirrored once reachable", func() (bool, string) {
-		_, err := f.westService("api-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
+	f.waitMirrored("mirrored once reachable", "api-"+f.cluster)
 	wait.For(t, "Credentials=True", func() (bool, string) {
 		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
@@ -624,7 +596,7 @@ func TestE2ERestartCollectsOrphansAndKeepsUIDs(t *testing.T) {
 	f.createRemote(exportedService("new", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
 	f.startMirror("replica-b")
 	f.waitGone("drop-" + f.cluster)
-	wait.For(t, "new mirrored", func() (bool, string) { _, err := f.westService("new-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("new mirrored", "new-"+f.cluster)
 	after, err := f.westService("keep-" + f.cluster)
 	if err != nil {
 		t.Fatal(err)
@@ -648,7 +620,7 @@ func TestE2ELeaderFailover(t *testing.T) {
 	wait.For(t, "a leads", func() (bool, string) { return a.Leading(), "" })
 	b, _ := f.startMirror("replica-b")
 	f.createRemote(exportedService("one", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	wait.For(t, "one mirrored", func() (bool, string) { _, err := f.westService("one-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("one mirrored", "one-"+f.cluster)
 	if b.Leading() {
 		t.Fatal("two leaders")
 	}
@@ -664,10 +636,7 @@ func TestE2ELeaderFailover(t *testing.T) {
 		t.Fatalf("lease %+v %v", lease, err)
 	}
 	f.createRemote(exportedService("two", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	wait.For(t, "two mirrored by the new leader", func() (bool, string) {
-		_, err := f.westService("two-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
+	f.waitMirrored("two mirrored by the new leader", "two-"+f.cluster)
 }
 
 func TestE2ERoutes(t *testing.T) {

@@ -58,12 +58,34 @@ func (f *fixture) recheckAll(identity string) {
 	f.t.Helper()
 	for range 2 {
 		before := f.metric(identity, "mirror_reconciles_total", map[string]string{"result": "ok"})
-		f.health.setAlive(f.cluster, true)
+		f.health.SetAlive(f.cluster, true)
 		wait.For(f.t, "a re-check of every mirror", func() (bool, string) {
 			n := f.metric(identity, "mirror_reconciles_total", map[string]string{"result": "ok"})
 			return n >= before+2, fmt.Sprintf("%v reconciles since", n-before)
 		})
 	}
+}
+
+// handEdit gets an object, edits and updates it, and waits up to a second
+// for it to be restored.
+func handEdit[T any](t *testing.T, what string, get func() (T, error), update func(T) error, edit func(T),
+	restored func(T) (bool, string)) {
+	t.Helper()
+	obj, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(obj)
+	if err := update(obj); err != nil {
+		t.Fatalf("edit %s: %v", what, err)
+	}
+	wait.Within(t, time.Second, what+" restored", func() (bool, string) {
+		obj, err := get()
+		if err != nil {
+			return false, err.Error()
+		}
+		return restored(obj)
+	})
 }
 
 // TestE2EHandEditsRepaired edits what a mirror owns as `kubectl edit`
@@ -104,62 +126,48 @@ func TestE2EHandEditsRepaired(t *testing.T) {
 	}
 	noWrites("as created")
 
-	services := f.env.West.Client.CoreV1().Services(f.ns)
-	editService := func(what string, edit func(*corev1.Service), restored func(*corev1.Service) bool) {
-		t.Helper()
-		s, err := f.westService(name)
-		if err != nil {
-			t.Fatal(err)
+	// As kubectl edit writes: an update by another field manager.
+	kubectlEdit := metav1.UpdateOptions{FieldManager: "kubectl-edit"}
+	getService := func() (*corev1.Service, error) { return f.westService(name) }
+	updateService := func(s *corev1.Service) error {
+		_, err := f.env.West.Client.CoreV1().Services(f.ns).Update(ctx, s, kubectlEdit)
+		return err
+	}
+	serviceIs := func(ok func(*corev1.Service) bool) func(*corev1.Service) (bool, string) {
+		return func(s *corev1.Service) (bool, string) {
+			return ok(s), fmt.Sprintf("type %s selector %v ports %+v", s.Spec.Type, s.Spec.Selector, s.Spec.Ports)
 		}
-		edit(s)
-		if _, err := services.Update(ctx, s, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
-			t.Fatalf("edit %s: %v", what, err)
-		}
-		wait.Within(t, time.Second, what+" restored", func() (bool, string) {
-			s, err := f.westService(name)
-			if err != nil {
-				return false, err.Error()
-			}
-			return restored(s), fmt.Sprintf("type %s selector %v ports %+v", s.Spec.Type, s.Spec.Selector, s.Spec.Ports)
-		})
 	}
 	onlyPort8080 := func(s *corev1.Service) bool {
 		return len(s.Spec.Ports) == 1 && s.Spec.Ports[0].Port == 8080 && s.Spec.Ports[0].Name == "http"
 	}
-	editService("service port", func(s *corev1.Service) { s.Spec.Ports[0].Port = 9999 }, onlyPort8080)
-	editService("service type", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort }, func(s *corev1.Service) bool {
-		return s.Spec.Type == corev1.ServiceTypeClusterIP && s.Spec.Ports[0].NodePort == 0
-	})
-	editService("service selector", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "api"} },
-		func(s *corev1.Service) bool { return len(s.Spec.Selector) == 0 && onlyPort8080(s) })
+	handEdit(t, "service port", getService, updateService, func(s *corev1.Service) { s.Spec.Ports[0].Port = 9999 },
+		serviceIs(onlyPort8080))
+	handEdit(t, "service type", getService, updateService, func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort },
+		serviceIs(func(s *corev1.Service) bool {
+			return s.Spec.Type == corev1.ServiceTypeClusterIP && s.Spec.Ports[0].NodePort == 0
+		}))
+	handEdit(t, "service selector", getService, updateService, func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "api"} },
+		serviceIs(func(s *corev1.Service) bool { return len(s.Spec.Selector) == 0 && onlyPort8080(s) }))
 
-	slices := f.env.West.Client.DiscoveryV1().EndpointSlices(f.ns)
-	editSlice := func(what string, edit func(*discoveryv1.EndpointSlice)) {
-		t.Helper()
-		sl, err := f.westSlice(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		edit(sl)
-		if _, err := slices.Update(ctx, sl, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
-			t.Fatalf("edit %s: %v", what, err)
-		}
-		wait.Within(t, time.Second, what+" restored", func() (bool, string) {
-			sl, err := f.westSlice(name)
-			if err != nil {
-				return false, err.Error()
-			}
-			ok := len(sl.Endpoints) == 1 && fmt.Sprint(sl.Endpoints[0].Addresses) == "[198.18.0.10]" &&
-				ptr.Deref(sl.Endpoints[0].Conditions.Ready, false) && ptr.Deref(sl.Endpoints[0].Conditions.Serving, false) &&
-				len(sl.Ports) == 1 && ptr.Deref(sl.Ports[0].Port, 0) == egress[8080]
-			return ok, fmt.Sprintf("endpoints %+v ports %+v", sl.Endpoints, sl.Ports)
-		})
+	getSlice := func() (*discoveryv1.EndpointSlice, error) { return f.westSlice(name) }
+	updateSlice := func(sl *discoveryv1.EndpointSlice) error {
+		_, err := f.env.West.Client.DiscoveryV1().EndpointSlices(f.ns).Update(ctx, sl, kubectlEdit)
+		return err
 	}
-	editSlice("slice addresses", func(sl *discoveryv1.EndpointSlice) { sl.Endpoints[0].Addresses = []string{"198.18.0.99"} })
-	editSlice("slice ports", func(sl *discoveryv1.EndpointSlice) { sl.Ports[0].Port = ptr.To[int32](1) })
-	editSlice("slice conditions", func(sl *discoveryv1.EndpointSlice) {
+	sliceRestored := func(sl *discoveryv1.EndpointSlice) (bool, string) {
+		ok := len(sl.Endpoints) == 1 && fmt.Sprint(sl.Endpoints[0].Addresses) == "[198.18.0.10]" &&
+			ptr.Deref(sl.Endpoints[0].Conditions.Ready, false) && ptr.Deref(sl.Endpoints[0].Conditions.Serving, false) &&
+			len(sl.Ports) == 1 && ptr.Deref(sl.Ports[0].Port, 0) == egress[8080]
+		return ok, fmt.Sprintf("endpoints %+v ports %+v", sl.Endpoints, sl.Ports)
+	}
+	handEdit(t, "slice addresses", getSlice, updateSlice,
+		func(sl *discoveryv1.EndpointSlice) { sl.Endpoints[0].Addresses = []string{"198.18.0.99"} }, sliceRestored)
+	handEdit(t, "slice ports", getSlice, updateSlice,
+		func(sl *discoveryv1.EndpointSlice) { sl.Ports[0].Port = ptr.To[int32](1) }, sliceRestored)
+	handEdit(t, "slice conditions", getSlice, updateSlice, func(sl *discoveryv1.EndpointSlice) {
 		sl.Endpoints[0].Conditions.Ready, sl.Endpoints[0].Conditions.Serving = ptr.To(false), ptr.To(false)
-	})
+	}, sliceRestored)
 	noWrites("after the repairs")
 	t.Logf("writes: %v service applies, %v service patches, %v slice applies",
 		f.metric(id, "mirror_writes_total", map[string]string{"resource": "service", "op": "apply"}),
