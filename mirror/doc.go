@@ -8,9 +8,11 @@
 // manifests (see shared/reference/linkerd-multicluster.md §1, §2).
 //
 // What mcgate adds or changes, all visible in the cluster:
-//   - One writer per gateway Deployment, elected on the Lease LeaseName
-//     ("mcgate-service-mirror-write") in the Links' namespace; every replica
-//     serves ingress routes, egress listeners and probes from its caches.
+//   - One writer per gateway Deployment, elected on the Lease
+//     multicluster.LeaseName ("mcgate-service-mirror-write") in the Links'
+//     namespace, held as "<pod or host name>_<random>" (unique per
+//     process); every replica serves ingress routes, egress listeners and
+//     probes from its caches.
 //   - Mirrors are written with server-side apply (field manager
 //     "mcgate-mirror") and carry mcgate.io/desired-hash, so unchanged
 //     objects are never written again; hand edits of what a mirror owns
