@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/mcgate/mcgate/internal/kubeconfig"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // CheckConfig is what `mcgate check` runs with, against the source cluster.
@@ -72,7 +72,7 @@ func Check(ctx context.Context, cfg CheckConfig) ([]CheckResult, bool) {
 type checker struct {
 	cfg     CheckConfig
 	results []CheckResult
-	links   []*mirror.Link
+	links   []*multicluster.Link
 }
 
 func (c *checker) add(name string, err error, hint string) bool {
@@ -98,13 +98,13 @@ func many(errs []string) error {
 
 func (c *checker) run(ctx context.Context) {
 	ns := c.cfg.Namespace
-	list, err := c.cfg.Dynamic.Resource(mirror.LinkGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	list, err := c.cfg.Dynamic.Resource(multicluster.LinkGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 	if !c.add("Link CRD exists", err, "install it: mcgate install | kubectl apply -f - (or kubectl apply -f deploy/crds)") {
 		return
 	}
 	var bad []string
 	for i := range list.Items {
-		l, err := mirror.LinkFromUnstructured(&list.Items[i])
+		l, err := multicluster.LinkFromUnstructured(&list.Items[i])
 		if err == nil {
 			_, err = l.Config()
 		}
@@ -135,20 +135,20 @@ func (c *checker) checkCredentials(ctx context.Context) {
 			"the remote-access ServiceAccount must exist in the target (mcgate install there)")
 }
 
-func (c *checker) credentials(ctx context.Context, l *mirror.Link) error {
+func (c *checker) credentials(ctx context.Context, l *multicluster.Link) error {
 	s, err := c.cfg.Client.CoreV1().Secrets(l.Namespace).Get(ctx, l.Spec.ClusterCredentialsSecret, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("secret %s: %w", l.Spec.ClusterCredentialsSecret, err)
 	}
-	if s.Type != mirror.SecretType {
-		return fmt.Errorf("secret %s is of type %s, want %s", s.Name, s.Type, mirror.SecretType)
+	if s.Type != multicluster.SecretType {
+		return fmt.Errorf("secret %s is of type %s, want %s", s.Name, s.Type, multicluster.SecretType)
 	}
 	// The Secret is data from a cluster: whoever may write it must not get a
 	// command run (exec plugin) or a local file read (token or key paths) on
 	// the operator's machine. The gateway loads it through the same loader.
-	rc, err := kubeconfig.RESTConfig(s.Data[mirror.SecretKey])
+	rc, err := kubeconfig.RESTConfig(s.Data[multicluster.SecretKey])
 	if err != nil {
-		return fmt.Errorf("secret %s: key %s is refused: %w", s.Name, mirror.SecretKey, err)
+		return fmt.Errorf("secret %s: key %s is refused: %w", s.Name, multicluster.SecretKey, err)
 	}
 	rc.Timeout = 10 * time.Second
 	remote, err := kubernetes.NewForConfig(rc)
@@ -247,7 +247,7 @@ func (c *checker) checkAlive() {
 		if l.Spec.GatewayAddress == "" || l.Spec.ProbeSpec.Path == "" {
 			continue
 		}
-		cond := meta.FindStatusCondition(l.Status.Conditions, mirror.ConditionGatewayAlive)
+		cond := meta.FindStatusCondition(l.Status.Conditions, multicluster.ConditionGatewayAlive)
 		switch {
 		case cond == nil:
 			bad = append(bad, fmt.Sprintf("Link %s: no gateway has probed %s yet (is this cluster's gateway running?)", l.Name, l.Spec.GatewayAddress))
@@ -260,7 +260,7 @@ func (c *checker) checkAlive() {
 }
 
 func (c *checker) checkMirrors(ctx context.Context) {
-	svcs, err := c.cfg.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: mirror.LabelMirroredService + "=true"})
+	svcs, err := c.cfg.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: multicluster.LabelMirroredService + "=true"})
 	if !c.add("mirror services can be listed", err, "kubectl auth can-i list services --all-namespaces") {
 		return
 	}
@@ -270,7 +270,7 @@ func (c *checker) checkMirrors(ctx context.Context) {
 	}
 	var empty, orphans []string
 	for _, s := range svcs.Items {
-		cluster := s.Labels[mirror.LabelClusterName]
+		cluster := s.Labels[multicluster.LabelClusterName]
 		if !linked[cluster] {
 			orphans = append(orphans, fmt.Sprintf("%s/%s (cluster %q)", s.Namespace, s.Name, cluster))
 			continue

@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // GatewayStatus is one line of `mcgate gateways`: a linked cluster's
@@ -49,19 +49,19 @@ func Gateways(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 	if err != nil {
 		return nil, err
 	}
-	links, err := dyn.Resource(mirror.LinkGVR).Namespace(namespace).List(ctx, metav1.ListOptions{})
+	links, err := dyn.Resource(multicluster.LinkGVR).Namespace(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Links in %s: %w", namespace, err)
 	}
 	var out []GatewayStatus
 	for _, u := range links.Items {
-		l, err := mirror.LinkFromUnstructured(&u)
+		l, err := multicluster.LinkFromUnstructured(&u)
 		if err != nil {
 			return nil, err
 		}
 		c := l.Spec.TargetClusterName
 		svcs, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{
-			LabelSelector: mirror.LabelMirroredService + "=true," + mirror.LabelClusterName + "=" + c})
+			LabelSelector: multicluster.LabelMirroredService + "=true," + multicluster.LabelClusterName + "=" + c})
 		if err != nil {
 			return nil, fmt.Errorf("list mirror Services of %s: %w", c, err)
 		}
@@ -156,9 +156,9 @@ func ScrapePod(ctx context.Context, client kubernetes.Interface, namespace strin
 		return nil, "", fmt.Errorf("no ready gateway pod (label %s=gateway) in %s: kubectl -n %s get pods; or give --admin-addr", LabelComponent, namespace, namespace)
 	}
 	pod := ready[0]
-	if l, err := client.CoordinationV1().Leases(namespace).Get(ctx, mirror.LeaseName, metav1.GetOptions{}); err == nil &&
-		l.Spec.HolderIdentity != nil && slices.Contains(ready, *l.Spec.HolderIdentity) {
-		pod = *l.Spec.HolderIdentity
+	if l, err := client.CoordinationV1().Leases(namespace).Get(ctx, multicluster.LeaseName, metav1.GetOptions{}); err == nil &&
+		l.Spec.HolderIdentity != nil && slices.Contains(ready, multicluster.HolderName(*l.Spec.HolderIdentity)) {
+		pod = multicluster.HolderName(*l.Spec.HolderIdentity)
 	}
 	b, err := client.CoreV1().Pods(namespace).ProxyGet("http", pod, "4191", "/metrics", nil).DoRaw(ctx)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // LinkOptions are the flags of `mcgate link`, run against the target
@@ -93,12 +93,12 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 	}
 	secret := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: spec.ClusterCredentialsSecret, Namespace: o.Namespace, Labels: map[string]string{LabelExtension: ExtensionName, mirror.LabelClusterName: o.ClusterName}},
-		Type:       mirror.SecretType,
-		Data:       map[string][]byte{mirror.SecretKey: kubeconfig},
+		ObjectMeta: metav1.ObjectMeta{Name: spec.ClusterCredentialsSecret, Namespace: o.Namespace, Labels: map[string]string{LabelExtension: ExtensionName, multicluster.LabelClusterName: o.ClusterName}},
+		Type:       multicluster.SecretType,
+		Data:       map[string][]byte{multicluster.SecretKey: kubeconfig},
 	}
-	link := &mirror.Link{
-		TypeMeta: metav1.TypeMeta{APIVersion: mirror.LinkGVR.GroupVersion().String(), Kind: "Link"},
+	link := &multicluster.Link{
+		TypeMeta: metav1.TypeMeta{APIVersion: multicluster.LinkGVR.GroupVersion().String(), Kind: "Link"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.ClusterName, Namespace: o.Namespace,
 			Labels:      map[string]string{LabelExtension: ExtensionName},
 			Annotations: map[string]string{"linkerd.io/created-by": o.CreatedBy}},
@@ -153,11 +153,11 @@ func manifests(objs ...any) ([]*unstructured.Unstructured, error) {
 
 // gatewaySpec fills the gateway and probe fields from the flags, and from
 // the target's gateway Service for what the flags leave out.
-func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions) (*mirror.LinkSpec, error) {
-	spec := &mirror.LinkSpec{
+func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions) (*multicluster.LinkSpec, error) {
+	spec := &multicluster.LinkSpec{
 		GatewayAddress:  o.GatewayAddresses,
 		GatewayIdentity: o.GatewayIdentity,
-		ProbeSpec:       mirror.ProbeSpec{Path: "/ready", Port: "4191", Period: "3s"},
+		ProbeSpec:       multicluster.ProbeSpec{Path: "/ready", Port: "4191", Period: "3s"},
 	}
 	if o.GatewayPort != 0 {
 		spec.GatewayPort = strconv.Itoa(int(o.GatewayPort))
@@ -244,7 +244,7 @@ func servicePort(svc *corev1.Service, where, name string) (string, error) {
 
 // probeAnnotations takes the probe path and period from Linkerd's
 // annotations on the gateway Service, where set.
-func probeAnnotations(svc *corev1.Service, where string, probe *mirror.ProbeSpec) error {
+func probeAnnotations(svc *corev1.Service, where string, probe *multicluster.ProbeSpec) error {
 	if p := svc.Annotations[AnnotationProbePath]; p != "" {
 		probe.Path = p
 	}

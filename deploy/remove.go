@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // Unlink returns what to delete to remove the Link of cluster from the
@@ -26,7 +26,7 @@ func Unlink(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interf
 	}
 	secret := CredentialsSecretName(cluster)
 	var out []*unstructured.Unstructured
-	u, err := dyn.Resource(mirror.LinkGVR).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
+	u, err := dyn.Resource(multicluster.LinkGVR).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -35,7 +35,7 @@ func Unlink(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interf
 		if s, _, _ := unstructured.NestedString(u.Object, "spec", "clusterCredentialsSecret"); s != "" {
 			secret = s
 		}
-		out = append(out, ref(mirror.LinkGVR.GroupVersion().String(), "Link", namespace, cluster))
+		out = append(out, ref(multicluster.LinkGVR.GroupVersion().String(), "Link", namespace, cluster))
 	}
 	if _, err := client.CoreV1().Secrets(namespace).Get(ctx, secret, metav1.GetOptions{}); err == nil {
 		out = append(out, ref("v1", "Secret", namespace, secret))
@@ -43,7 +43,7 @@ func Unlink(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interf
 		return nil, fmt.Errorf("read Secret %s/%s: %w", namespace, secret, err)
 	}
 	svcs, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{
-		LabelSelector: mirror.LabelMirroredService + "=true," + mirror.LabelClusterName + "=" + cluster})
+		LabelSelector: multicluster.LabelMirroredService + "=true," + multicluster.LabelClusterName + "=" + cluster})
 	if err != nil {
 		return nil, fmt.Errorf("list mirror Services of %s: %w", cluster, err)
 	}
@@ -59,7 +59,7 @@ func Unlink(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interf
 // Uninstall returns what to delete to remove mcgate from a cluster, and
 // refuses while Links exist: their mirrors would be left without a gateway.
 func Uninstall(ctx context.Context, dyn dynamic.Interface) ([]*unstructured.Unstructured, error) {
-	links, err := dyn.Resource(mirror.LinkGVR).Namespace("").List(ctx, metav1.ListOptions{})
+	links, err := dyn.Resource(multicluster.LinkGVR).Namespace("").List(ctx, metav1.ListOptions{})
 	switch {
 	case apierrors.IsNotFound(err): // no CRD: no Links
 	case err != nil:

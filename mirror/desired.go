@@ -10,25 +10,21 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	discoveryac "k8s.io/client-go/applyconfigurations/discovery/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
-// Labels and annotations shared with Linkerd (pkg/k8s/labels.go there).
+// Labels, annotations and names of mcgate's own, and Linkerd's ones that
+// only the mirror uses.
 const (
-	LabelMirroredService     = "mirror.linkerd.io/mirrored-service"
-	LabelClusterName         = "mirror.linkerd.io/cluster-name"
-	AnnotationRemoteFQName   = "mirror.linkerd.io/remote-svc-fq-name"
-	AnnotationRemoteVersion  = "mirror.linkerd.io/remote-resource-version"
-	AnnotationRemoteSvcName  = "mirror.linkerd.io/remote-svc-name"
-	AnnotationGatewayID      = "mirror.linkerd.io/remote-gateway-identity"
 	annotationOpaquePorts    = "config.linkerd.io/opaque-ports"
 	linkerdPrefix            = "mirror.linkerd.io"
 	LabelManagedBy           = discoveryv1.LabelManagedBy
 	ManagedByValue           = "mcgate"
-	FieldManager             = "mcgate-mirror"
+	fieldManager             = "mcgate-mirror"
 	mcgatePrefix             = "mcgate.io/"
 	AnnotationEgressPorts    = "mcgate.io/egress-ports"
 	annotationDesiredHash    = "mcgate.io/desired-hash"
@@ -39,20 +35,20 @@ const (
 
 // MirrorName is the local name of a remote Service: the value of
 // mirror.linkerd.io/remote-svc-name when set, else <name>-<cluster>.
-func MirrorName(remote *corev1.Service, cluster string) string {
-	if n := remote.Annotations[AnnotationRemoteSvcName]; n != "" {
+func mirrorName(remote *corev1.Service, cluster string) string {
+	if n := remote.Annotations[multicluster.AnnotationRemoteSvcName]; n != "" {
 		return n
 	}
 	return remote.Name + "-" + cluster
 }
 
 // FQName is the remote Service's DNS name in its own cluster.
-func FQName(name, namespace, domain string) string {
+func fqName(name, namespace, domain string) string {
 	return name + "." + namespace + ".svc." + domain
 }
 
 // ParseFQName reverses FQName; ok is false for names not of that form.
-func ParseFQName(fq string) (name, namespace string, ok bool) {
+func parseFQName(fq string) (name, namespace string, ok bool) {
 	parts := strings.SplitN(fq, ".", 4)
 	if len(parts) < 4 || parts[2] != "svc" || parts[0] == "" || parts[1] == "" {
 		return "", "", false
@@ -76,7 +72,7 @@ func excluded(key string, list []string) bool {
 }
 
 // mirrorLabels are the remote labels to copy plus the two mirror labels.
-func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string {
+func mirrorLabels(link *multicluster.LinkConfig, remote map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range remote {
 		// Mirror labels of the remote (it may itself hold mirrors) would
@@ -86,8 +82,8 @@ func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string 
 		}
 		out[k] = v
 	}
-	out[LabelMirroredService] = "true"
-	out[LabelClusterName] = link.Cluster
+	out[multicluster.LabelMirroredService] = "true"
+	out[multicluster.LabelClusterName] = link.Cluster
 	return out
 }
 
@@ -95,7 +91,7 @@ func mirrorLabels(link *LinkConfig, remote map[string]string) map[string]string 
 // hints make no sense across clusters, opaque-ports is kept even when
 // excluded (it changes how meshed clients speak to the mirror), and our own
 // mcgate.io/ bookkeeping is never taken from the remote.
-func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]string {
+func mirrorAnnotations(link *multicluster.LinkConfig, remote *corev1.Service) map[string]string {
 	out := map[string]string{}
 	for k, v := range remote.Annotations {
 		switch {
@@ -106,8 +102,8 @@ func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]stri
 		}
 		out[k] = v
 	}
-	out[AnnotationRemoteFQName] = FQName(remote.Name, remote.Namespace, link.Domain)
-	out[AnnotationRemoteVersion] = remote.ResourceVersion
+	out[multicluster.AnnotationRemoteFQName] = fqName(remote.Name, remote.Namespace, link.Domain)
+	out[multicluster.AnnotationRemoteVersion] = remote.ResourceVersion
 	return out
 }
 
@@ -115,10 +111,10 @@ func mirrorAnnotations(link *LinkConfig, remote *corev1.Service) map[string]stri
 // its allocated egress port (egress mode); it is recorded on the mirror so
 // the allocation survives restarts and every replica listens on the same
 // ports.
-func DesiredService(link *LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
+func desiredService(link *multicluster.LinkConfig, remote *corev1.Service, egress map[int32]int32) *corev1ac.ServiceApplyConfiguration {
 	ann := mirrorAnnotations(link, remote)
-	if link.Mode == ModeEgress && len(egress) > 0 {
-		ann[AnnotationEgressPorts] = FormatEgressPorts(egress)
+	if link.Mode == multicluster.ModeEgress && len(egress) > 0 {
+		ann[AnnotationEgressPorts] = formatEgressPorts(egress)
 	}
 	spec := corev1ac.ServiceSpec().WithType(corev1.ServiceTypeClusterIP)
 	for _, p := range remote.Spec.Ports {
@@ -133,7 +129,7 @@ func DesiredService(link *LinkConfig, remote *corev1.Service, egress map[int32]i
 		}
 		spec.WithPorts(sp)
 	}
-	svc := corev1ac.Service(MirrorName(remote, link.Cluster), remote.Namespace).
+	svc := corev1ac.Service(mirrorName(remote, link.Cluster), remote.Namespace).
 		WithLabels(mirrorLabels(link, remote.Labels)).
 		WithSpec(spec)
 	svc.WithAnnotations(ann)
@@ -150,7 +146,7 @@ func protocolOf(p corev1.Protocol) corev1.Protocol {
 
 // SliceState is what the endpoints of a mirror depend on besides the mirror
 // Service itself.
-type SliceState struct {
+type sliceState struct {
 	// Addresses: the local gateway's addresses (egress mode) or the remote
 	// gateway's resolved IPs (direct mode).
 	Addresses []string
@@ -163,10 +159,10 @@ type SliceState struct {
 // DesiredSlice is the EndpointSlice of a mirror Service (as read back from
 // the API, for its UID and egress annotation). It is owned by the mirror so
 // it goes with it.
-func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
+func desiredSlice(link *multicluster.LinkConfig, mirror *corev1.Service, st sliceState) (*discoveryac.EndpointSliceApplyConfiguration, error) {
 	family, addrs := addressFamily(st.Addresses)
 	var egress map[int32]int32
-	if link.Mode == ModeEgress {
+	if link.Mode == multicluster.ModeEgress {
 		var err error
 		if egress, err = ParseEgressPorts(mirror.Annotations[AnnotationEgressPorts]); err != nil {
 			return nil, err
@@ -178,9 +174,9 @@ func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*dis
 	}
 	ls[endpointSliceServiceName] = mirror.Name
 	ls[LabelManagedBy] = ManagedByValue
-	ann := map[string]string{AnnotationRemoteFQName: mirror.Annotations[AnnotationRemoteFQName]}
+	ann := map[string]string{multicluster.AnnotationRemoteFQName: mirror.Annotations[multicluster.AnnotationRemoteFQName]}
 	if link.GatewayIdentity != "" {
-		ann[AnnotationGatewayID] = link.GatewayIdentity
+		ann[multicluster.AnnotationGatewayID] = link.GatewayIdentity
 	}
 	s := discoveryac.EndpointSlice(mirror.Name, mirror.Namespace).
 		WithLabels(ls).
@@ -192,7 +188,7 @@ func DesiredSlice(link *LinkConfig, mirror *corev1.Service, st SliceState) (*dis
 		WithAddressType(family)
 	for _, p := range mirror.Spec.Ports {
 		port := int32(link.GatewayPort)
-		if link.Mode == ModeEgress {
+		if link.Mode == multicluster.ModeEgress {
 			e, ok := egress[p.Port]
 			if !ok {
 				return nil, fmt.Errorf("mirror %s/%s: no egress port for service port %d", mirror.Namespace, mirror.Name, p.Port)
@@ -255,22 +251,4 @@ func hashOf(v any) string {
 	h := fnv.New64a()
 	h.Write(b)
 	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-// UpToDate reports whether the object read back from the API already has
-// everything the desired object sets, so applying it would change nothing.
-func UpToDate(actual metav1.Object, desiredLabels, desiredAnnotations map[string]string) bool {
-	if actual == nil {
-		return false
-	}
-	return subset(desiredLabels, actual.GetLabels()) && subset(desiredAnnotations, actual.GetAnnotations())
-}
-
-func subset(want, have map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }

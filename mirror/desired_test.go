@@ -11,10 +11,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
-func testLink(mode string) *LinkConfig {
-	return &LinkConfig{
+func testLink(mode string) *multicluster.LinkConfig {
+	return &multicluster.LinkConfig{
 		Name: "east", Namespace: "linkerd-multicluster", Cluster: "east", Domain: "east.local",
 		GatewayHosts: []string{"198.18.0.2"}, GatewayPort: 4143, GatewayIdentity: "gw.east",
 		Selector:       labels.SelectorFromSet(labels.Set{"mirror.linkerd.io/exported": "true"}),
@@ -49,11 +51,11 @@ func remoteService() *corev1.Service {
 
 func TestMirrorName(t *testing.T) {
 	s := remoteService()
-	if got := MirrorName(s, "east"); got != "api-east" {
+	if got := mirrorName(s, "east"); got != "api-east" {
 		t.Fatalf("MirrorName = %q", got)
 	}
-	s.Annotations[AnnotationRemoteSvcName] = "api-eu"
-	if got := MirrorName(s, "east"); got != "api-eu" {
+	s.Annotations[multicluster.AnnotationRemoteSvcName] = "api-eu"
+	if got := mirrorName(s, "east"); got != "api-eu" {
 		t.Fatalf("MirrorName with annotation = %q", got)
 	}
 	for fq, want := range map[string][2]string{
@@ -61,7 +63,7 @@ func TestMirrorName(t *testing.T) {
 		"api.production.svc":            {"", ""},
 		"api.production.pod.x":          {"", ""},
 	} {
-		n, ns, _ := ParseFQName(fq)
+		n, ns, _ := parseFQName(fq)
 		if n != want[0] || ns != want[1] {
 			t.Errorf("ParseFQName(%q) = %q %q", fq, n, ns)
 		}
@@ -70,13 +72,13 @@ func TestMirrorName(t *testing.T) {
 
 func TestDesiredService(t *testing.T) {
 	remote := remoteService()
-	got := DesiredService(testLink(ModeEgress), remote, map[int32]int32{8080: 4200, 9090: 4201})
+	got := desiredService(testLink(multicluster.ModeEgress), remote, map[int32]int32{8080: 4200, 9090: 4201})
 	if *got.Name != "api-east" || *got.Namespace != "production" {
 		t.Fatalf("name %s/%s", *got.Namespace, *got.Name)
 	}
 	wantLabels := map[string]string{
 		"app": "api", "argocd.argoproj.io": "kept",
-		LabelMirroredService: "true", LabelClusterName: "east",
+		multicluster.LabelMirroredService: "true", multicluster.LabelClusterName: "east",
 	}
 	if !reflect.DeepEqual(got.Labels, wantLabels) {
 		t.Errorf("labels = %v, want %v", got.Labels, wantLabels)
@@ -85,9 +87,9 @@ func TestDesiredService(t *testing.T) {
 	delete(ann, annotationDesiredHash)
 	wantAnn := map[string]string{
 		"note": "n", "config.linkerd.io/opaque-ports": "5432",
-		AnnotationRemoteFQName:  "api.production.svc.east.local",
-		AnnotationRemoteVersion: "42",
-		AnnotationEgressPorts:   "8080=4200,9090=4201",
+		multicluster.AnnotationRemoteFQName:  "api.production.svc.east.local",
+		multicluster.AnnotationRemoteVersion: "42",
+		AnnotationEgressPorts:                "8080=4200,9090=4201",
 	}
 	if !reflect.DeepEqual(ann, wantAnn) {
 		t.Errorf("annotations = %v, want %v", ann, wantAnn)
@@ -102,18 +104,18 @@ func TestDesiredService(t *testing.T) {
 	}
 
 	// Direct mode records no egress ports.
-	d := DesiredService(testLink(ModeDirect), remote, nil)
+	d := desiredService(testLink(multicluster.ModeDirect), remote, nil)
 	if _, ok := d.Annotations[AnnotationEgressPorts]; ok {
 		t.Error("direct mode mirror has egress ports")
 	}
 }
 
 func TestDesiredServiceHashTracksChanges(t *testing.T) {
-	l := testLink(ModeEgress)
+	l := testLink(multicluster.ModeEgress)
 	r := remoteService()
 	e := map[int32]int32{8080: 4200, 9090: 4201}
-	base := DesiredService(l, r, e).Annotations[annotationDesiredHash]
-	if again := DesiredService(l, remoteService(), e).Annotations[annotationDesiredHash]; again != base {
+	base := desiredService(l, r, e).Annotations[annotationDesiredHash]
+	if again := desiredService(l, remoteService(), e).Annotations[annotationDesiredHash]; again != base {
 		t.Fatal("hash is not deterministic")
 	}
 	for name, edit := range map[string]func(){
@@ -122,18 +124,18 @@ func TestDesiredServiceHashTracksChanges(t *testing.T) {
 		"excluded":      func() { l.ExcludedLabels = append(l.ExcludedLabels, "app") },
 		"egress port":   func() { e[8080] = 4300 },
 	} {
-		l, r, e = testLink(ModeEgress), remoteService(), map[int32]int32{8080: 4200, 9090: 4201}
+		l, r, e = testLink(multicluster.ModeEgress), remoteService(), map[int32]int32{8080: 4200, 9090: 4201}
 		edit()
-		if h := DesiredService(l, r, e).Annotations[annotationDesiredHash]; h == base {
+		if h := desiredService(l, r, e).Annotations[annotationDesiredHash]; h == base {
 			t.Errorf("%s: hash unchanged", name)
 		}
 	}
 }
 
 // mirrorAsRead is the mirror Service as the API server returns it.
-func mirrorAsRead(t *testing.T, l *LinkConfig) *corev1.Service {
+func mirrorAsRead(t *testing.T, l *multicluster.LinkConfig) *corev1.Service {
 	t.Helper()
-	ac := DesiredService(l, remoteService(), map[int32]int32{8080: 4200, 9090: 4201})
+	ac := desiredService(l, remoteService(), map[int32]int32{8080: 4200, 9090: 4201})
 	b, err := json.Marshal(ac)
 	if err != nil {
 		t.Fatal(err)
@@ -156,31 +158,31 @@ func TestDesiredSlice(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode string
-		st   SliceState
+		st   sliceState
 		want want
 	}{
-		{"egress alive", ModeEgress, SliceState{Addresses: []string{"198.18.0.11", "198.18.0.10"}, Alive: true},
+		{"egress alive", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.11", "198.18.0.10"}, Alive: true},
 			want{[]string{"198.18.0.10", "198.18.0.11"}, []int32{4200, 4201}, true, discoveryv1.AddressTypeIPv4}},
-		{"egress dead", ModeEgress, SliceState{Addresses: []string{"198.18.0.10"}, Alive: false},
+		{"egress dead", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.10"}, Alive: false},
 			want{[]string{"198.18.0.10"}, []int32{4200, 4201}, false, discoveryv1.AddressTypeIPv4}},
-		{"egress empty remote", ModeEgress, SliceState{Addresses: []string{"198.18.0.10"}, Alive: true, Empty: true},
+		{"egress empty remote", multicluster.ModeEgress, sliceState{Addresses: []string{"198.18.0.10"}, Alive: true, Empty: true},
 			want{nil, []int32{4200, 4201}, false, discoveryv1.AddressTypeIPv4}},
-		{"direct", ModeDirect, SliceState{Addresses: []string{"198.18.0.2", "fd00::2", "bogus"}, Alive: true},
+		{"direct", multicluster.ModeDirect, sliceState{Addresses: []string{"198.18.0.2", "fd00::2", "bogus"}, Alive: true},
 			want{[]string{"198.18.0.2"}, []int32{4143, 4143}, true, discoveryv1.AddressTypeIPv4}},
-		{"direct v6 only", ModeDirect, SliceState{Addresses: []string{"fd00::2"}, Alive: true},
+		{"direct v6 only", multicluster.ModeDirect, sliceState{Addresses: []string{"fd00::2"}, Alive: true},
 			want{[]string{"fd00::2"}, []int32{4143, 4143}, true, discoveryv1.AddressTypeIPv6}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := testLink(tc.mode)
-			m := mirrorAsRead(t, testLink(ModeEgress))
-			s, err := DesiredSlice(l, m, tc.st)
+			m := mirrorAsRead(t, testLink(multicluster.ModeEgress))
+			s, err := desiredSlice(l, m, tc.st)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *s.Name != "api-east" || s.Labels[discoveryv1.LabelServiceName] != "api-east" || s.Labels[LabelManagedBy] != "mcgate" || s.Labels[LabelClusterName] != "east" {
+			if *s.Name != "api-east" || s.Labels[discoveryv1.LabelServiceName] != "api-east" || s.Labels[LabelManagedBy] != "mcgate" || s.Labels[multicluster.LabelClusterName] != "east" {
 				t.Errorf("meta %s %v", *s.Name, s.Labels)
 			}
-			if s.Annotations[AnnotationGatewayID] != "gw.east" || s.Annotations[AnnotationRemoteFQName] != "api.production.svc.east.local" {
+			if s.Annotations[multicluster.AnnotationGatewayID] != "gw.east" || s.Annotations[multicluster.AnnotationRemoteFQName] != "api.production.svc.east.local" {
 				t.Errorf("annotations %v", s.Annotations)
 			}
 			if len(s.OwnerReferences) != 1 || *s.OwnerReferences[0].UID != "uid-1" || !*s.OwnerReferences[0].Controller {
@@ -214,29 +216,10 @@ func TestDesiredSlice(t *testing.T) {
 }
 
 func TestDesiredSliceMissingEgressPort(t *testing.T) {
-	m := mirrorAsRead(t, testLink(ModeEgress))
+	m := mirrorAsRead(t, testLink(multicluster.ModeEgress))
 	m.Annotations[AnnotationEgressPorts] = "8080=4200"
-	if _, err := DesiredSlice(testLink(ModeEgress), m, SliceState{Addresses: []string{"198.18.0.10"}, Alive: true}); err == nil {
+	if _, err := desiredSlice(testLink(multicluster.ModeEgress), m, sliceState{Addresses: []string{"198.18.0.10"}, Alive: true}); err == nil {
 		t.Fatal("want error for a service port without an egress port")
-	}
-}
-
-func TestUpToDate(t *testing.T) {
-	actual := &corev1.Service{ObjectMeta: metav1.ObjectMeta{
-		Labels:      map[string]string{"a": "1", "foreign": "x"},
-		Annotations: map[string]string{annotationDesiredHash: "h1"},
-	}}
-	if !UpToDate(actual, map[string]string{"a": "1"}, map[string]string{annotationDesiredHash: "h1"}) {
-		t.Error("same desired state reported stale")
-	}
-	if UpToDate(actual, map[string]string{"a": "1"}, map[string]string{annotationDesiredHash: "h2"}) {
-		t.Error("changed hash reported up to date")
-	}
-	if UpToDate(actual, map[string]string{"a": "2"}, map[string]string{annotationDesiredHash: "h1"}) {
-		t.Error("label edited by someone else reported up to date")
-	}
-	if UpToDate(nil, nil, nil) {
-		t.Error("missing object reported up to date")
 	}
 }
 

@@ -29,7 +29,7 @@ func (r PortRange) contains(p int) bool { return p >= r.Lo && p <= r.Hi }
 // FormatEgressPorts renders a service-port → egress-port map as the
 // mcgate.io/egress-ports annotation value, "80=4200,443=4201", sorted by
 // service port so the value is stable.
-func FormatEgressPorts(m map[int32]int32) string {
+func formatEgressPorts(m map[int32]int32) string {
 	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
@@ -62,7 +62,7 @@ func ParseEgressPorts(s string) (map[int32]int32, error) {
 // leader rebuilds it from the annotations on the mirror Services (Claim)
 // before it allocates anything, which keeps ports stable across restarts and
 // leader changes.
-type Allocator struct {
+type allocator struct {
 	r     PortRange
 	mu    sync.Mutex
 	owner map[int]string // egress port → key
@@ -71,19 +71,19 @@ type Allocator struct {
 }
 
 // NewAllocator returns an empty allocator over r.
-func NewAllocator(r PortRange) *Allocator {
-	return &Allocator{r: r, owner: map[int]string{}, ports: map[string]int{}, next: r.Lo}
+func newAllocator(r PortRange) *allocator {
+	return &allocator{r: r, owner: map[int]string{}, ports: map[string]int{}, next: r.Lo}
 }
 
 // EgressKey names one mirrored service port.
-func EgressKey(namespace, mirror string, port int32) string {
+func egressKey(namespace, mirror string, port int32) string {
 	return fmt.Sprintf("%s/%s:%d", namespace, mirror, port)
 }
 
 // Claim records an existing allocation. It fails, leaving the key without a
 // port, when the port is outside the range or already held by another key;
 // the caller then asks Assign for a new one.
-func (a *Allocator) Claim(key string, port int) bool {
+func (a *allocator) claim(key string, port int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.r.contains(port) {
@@ -104,7 +104,7 @@ func (a *Allocator) Claim(key string, port int) bool {
 // handed out round-robin from the last allocation rather than lowest-free,
 // so a port released by a deleted mirror is not immediately reused by a new
 // one while clients may still hold connections to the old listener.
-func (a *Allocator) Assign(key string) (int, error) {
+func (a *allocator) assign(key string) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if p, ok := a.ports[key]; ok {
@@ -128,7 +128,7 @@ func (a *Allocator) Assign(key string) (int, error) {
 
 // Release frees every port whose key starts with prefix (a mirror's
 // "<ns>/<name>:" releases all its ports).
-func (a *Allocator) Release(prefix string) {
+func (a *allocator) release(prefix string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, p := range a.ports {
@@ -140,7 +140,7 @@ func (a *Allocator) Release(prefix string) {
 }
 
 // InUse is the number of allocated ports.
-func (a *Allocator) InUse() int {
+func (a *allocator) inUse() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.owner)
@@ -149,17 +149,17 @@ func (a *Allocator) InUse() int {
 // ForMirror returns the egress ports of one mirror's service ports: the
 // ones recorded on the existing mirror when still valid, new ones otherwise.
 // Ports of service ports that went away are released.
-func (a *Allocator) ForMirror(namespace, mirror string, ports []int32, recorded map[int32]int32) (map[int32]int32, error) {
+func (a *allocator) forMirror(namespace, mirror string, ports []int32, recorded map[int32]int32) (map[int32]int32, error) {
 	out := make(map[int32]int32, len(ports))
 	keep := map[string]bool{}
 	for _, sp := range ports {
-		key := EgressKey(namespace, mirror, sp)
+		key := egressKey(namespace, mirror, sp)
 		keep[key] = true
-		if p, ok := recorded[sp]; ok && a.Claim(key, int(p)) {
+		if p, ok := recorded[sp]; ok && a.claim(key, int(p)) {
 			out[sp] = p
 			continue
 		}
-		p, err := a.Assign(key)
+		p, err := a.assign(key)
 		if err != nil {
 			return nil, err
 		}

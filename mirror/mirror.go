@@ -29,20 +29,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/mcgate/mcgate/mirror/multicluster"
 	"github.com/mcgate/mcgate/probe"
-)
-
-// LeaseName is the Lease (in Config.Namespace) that elects the one replica
-// allowed to write mirrors. One Lease per gateway Deployment rather than
-// Linkerd's one per Link: every Link is served by the same process. The
-// name contains "service-mirror-write" so tools that look for Linkerd's
-// service-mirror-write-* holders find ours.
-const LeaseName = "mcgate-service-mirror-write"
-
-// SecretType and SecretKey locate a Link's remote kubeconfig (Linkerd's).
-const (
-	SecretType = "mirror.linkerd.io/remote-kubeconfig"
-	SecretKey  = "kubeconfig"
 )
 
 // GatewayHealth is what the mirror needs from the remote-gateway probes;
@@ -85,7 +73,8 @@ type Config struct {
 	AdvertiseAddresses []string
 	GatewayService     string
 	Health             GatewayHealth
-	// Identity names this replica in the Lease (default: hostname).
+	// Identity names this replica in the Lease (default: the host name);
+	// New adds a part random per process (see multicluster.HolderIdentity).
 	Identity   string
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer
@@ -133,8 +122,8 @@ const (
 )
 
 func mirrorCluster(obj any) ([]string, error) {
-	if s, ok := obj.(*corev1.Service); ok && s.Labels[LabelClusterName] != "" {
-		return []string{s.Labels[LabelClusterName]}, nil
+	if s, ok := obj.(*corev1.Service); ok && s.Labels[multicluster.LabelClusterName] != "" {
+		return []string{s.Labels[multicluster.LabelClusterName]}, nil
 	}
 	return nil, nil
 }
@@ -144,8 +133,8 @@ func mirrorRemoteKey(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	c := s.Labels[LabelClusterName]
-	name, ns, ok := ParseFQName(s.Annotations[AnnotationRemoteFQName])
+	c := s.Labels[multicluster.LabelClusterName]
+	name, ns, ok := parseFQName(s.Annotations[multicluster.AnnotationRemoteFQName])
 	if c == "" || !ok || ns != s.Namespace {
 		return nil, nil
 	}
@@ -176,6 +165,10 @@ func New(cfg Config) (*Mirror, error) {
 		}
 		cfg.Identity = h
 	}
+	var err error
+	if cfg.Identity, err = multicluster.HolderIdentity(cfg.Identity); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
 	if cfg.RepairPeriod <= 0 {
 		cfg.RepairPeriod = time.Minute
 	}
@@ -197,12 +190,12 @@ func New(cfg Config) (*Mirror, error) {
 	}
 	m := &Mirror{cfg: cfg, log: cfg.Log, met: met, egressChanged: make(chan struct{}, 1)}
 	core := cfg.Client.CoreV1().RESTClient()
-	m.links = dynamicinformer.NewFilteredDynamicInformer(cfg.Dynamic, LinkGVR, cfg.Namespace, 0, cache.Indexers{}, nil).Informer()
+	m.links = dynamicinformer.NewFilteredDynamicInformer(cfg.Dynamic, multicluster.LinkGVR, cfg.Namespace, 0, cache.Indexers{}, nil).Informer()
 	m.secrets = newInformer(cache.NewFilteredListWatchFromClient(core, "secrets", cfg.Namespace, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("type", SecretType).String()
+		o.FieldSelector = fields.OneTermEqualSelector("type", multicluster.SecretType).String()
 	}), &corev1.Secret{}, cache.Indexers{})
 	m.mirrors = newInformer(cache.NewFilteredListWatchFromClient(core, "services", "", func(o *metav1.ListOptions) {
-		o.LabelSelector = LabelMirroredService + "=true"
+		o.LabelSelector = multicluster.LabelMirroredService + "=true"
 	}), &corev1.Service{}, cache.Indexers{indexByRemote: mirrorRemoteKey, indexByCluster: mirrorCluster})
 	m.exported = newInformer(cache.NewFilteredListWatchFromClient(core, "services", "", func(o *metav1.ListOptions) {
 		o.LabelSelector = cfg.ExportSelector.String()
@@ -210,7 +203,7 @@ func New(cfg Config) (*Mirror, error) {
 	m.slices = newInformer(cache.NewFilteredListWatchFromClient(cfg.Client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter),
 		&discoveryv1.EndpointSlice{}, cache.Indexers{indexByService: sliceServiceKey})
 	m.namespaces = newInformer(cache.NewFilteredListWatchFromClient(core, "namespaces", "", noFilter), &corev1.Namespace{}, cache.Indexers{})
-	m.routes = NewRoutes(m.exported.GetIndexer(), m.slices.GetIndexer(), cfg.ExportSelector)
+	m.routes = newRoutes(m.exported.GetIndexer(), m.slices.GetIndexer(), cfg.ExportSelector)
 	return m, nil
 }
 
@@ -236,6 +229,9 @@ func (m *Mirror) Routes() *Routes { return m.routes }
 // must not report ready.
 func (m *Mirror) Synced() bool { return m.synced.Load() }
 
+// Identity is this replica's Lease holder identity.
+func (m *Mirror) Identity() string { return m.cfg.Identity }
+
 // Leading reports whether this replica currently writes mirrors.
 func (m *Mirror) Leading() bool { return m.leading.Load() }
 
@@ -250,6 +246,8 @@ func (m *Mirror) informers() []cache.SharedIndexInformer {
 // Links and mirrors, and campaigns for the Lease; while leading it runs the
 // controller. It returns when ctx ends, after every goroutine it started.
 func (m *Mirror) Run(ctx context.Context) error {
+	m.log.Info().Str("identity", m.cfg.Identity).Str("lease", m.cfg.Namespace+"/"+multicluster.LeaseName).
+		Msg("mirror starting; this replica's Lease holder identity")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -316,7 +314,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 // replica leads and is joined before the next campaign.
 func (m *Mirror) campaign(ctx context.Context) error {
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: m.cfg.Namespace},
+		LeaseMeta:  metav1.ObjectMeta{Name: multicluster.LeaseName, Namespace: m.cfg.Namespace},
 		Client:     m.cfg.Client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: m.cfg.Identity},
 	}
@@ -331,7 +329,7 @@ func (m *Mirror) campaign(ctx context.Context) error {
 			RenewDeadline:   m.cfg.RenewDeadline,
 			RetryPeriod:     m.cfg.RetryPeriod,
 			ReleaseOnCancel: true,
-			Name:            LeaseName,
+			Name:            multicluster.LeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) { leadCh <- lctx },
 				OnStoppedLeading: func() {},
@@ -367,14 +365,16 @@ func (m *Mirror) lead(ctx context.Context) {
 		m.met.leader.Set(0)
 	}()
 	m.log.Info().Str("identity", m.cfg.Identity).Msg("leading: writing mirrors")
-	if err := newController(m).run(ctx); err != nil {
+	events, stop := startEvents(ctx, m)
+	defer stop()
+	if err := newController(m, events).run(ctx); err != nil {
 		m.log.Error().Err(err).Msg("mirror controller stopped")
 	}
 }
 
 // linkConfigs decodes the Links of the cache; invalid ones are left out.
-func (m *Mirror) linkConfigs() []*LinkConfig {
-	var out []*LinkConfig
+func (m *Mirror) linkConfigs() []*multicluster.LinkConfig {
+	var out []*multicluster.LinkConfig
 	for _, o := range m.links.GetStore().List() {
 		l, err := linkSpecFromUnstructured(o.(*unstructured.Unstructured))
 		if err != nil {
@@ -386,7 +386,7 @@ func (m *Mirror) linkConfigs() []*LinkConfig {
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b *LinkConfig) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *multicluster.LinkConfig) int { return compareStrings(a.Name, b.Name) })
 	return out
 }
 
@@ -422,16 +422,16 @@ func (m *Mirror) probeTargets() []ProbeTarget {
 // the egress ports recorded on the mirror Services, so every replica
 // listens on what the leader allocated.
 func (m *Mirror) Egress() []EgressEntry {
-	byCluster := map[string]*LinkConfig{}
+	byCluster := map[string]*multicluster.LinkConfig{}
 	for _, c := range m.linkConfigs() {
-		if _, dup := byCluster[c.Cluster]; !dup && c.Mode == ModeEgress && len(c.GatewayHosts) > 0 {
+		if _, dup := byCluster[c.Cluster]; !dup && c.Mode == multicluster.ModeEgress && len(c.GatewayHosts) > 0 {
 			byCluster[c.Cluster] = c
 		}
 	}
 	var out []EgressEntry
 	for _, o := range m.mirrors.GetStore().List() {
 		s := o.(*corev1.Service)
-		c := byCluster[s.Labels[LabelClusterName]]
+		c := byCluster[s.Labels[multicluster.LabelClusterName]]
 		if c == nil {
 			continue
 		}
@@ -439,7 +439,7 @@ func (m *Mirror) Egress() []EgressEntry {
 		if err != nil {
 			continue
 		}
-		fq := s.Annotations[AnnotationRemoteFQName]
+		fq := s.Annotations[multicluster.AnnotationRemoteFQName]
 		if fq == "" {
 			continue
 		}

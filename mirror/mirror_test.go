@@ -13,6 +13,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
+
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // offlineMirror is a Mirror whose stores the test fills by hand; nothing
@@ -28,7 +32,7 @@ func offlineMirror(t *testing.T) *Mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(Config{Client: cs, Dynamic: dyn, Namespace: "mc", Health: newHealth(), Identity: "x",
+	m, err := New(Config{Client: cs, Dynamic: dyn, Namespace: "mc", Health: testhealth.New(), Identity: "x",
 		AdvertiseAddresses: []string{"198.18.0.10"}, EgressPorts: PortRange{4200, 4299},
 		Log: zerolog.Nop(), Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -62,8 +66,8 @@ func addMirror(t *testing.T, m *Mirror, name, cluster, fq, egress string) {
 	t.Helper()
 	if err := m.mirrors.GetStore().Add(&corev1.Service{ObjectMeta: metav1.ObjectMeta{
 		Name: name, Namespace: "prod",
-		Labels:      map[string]string{LabelMirroredService: "true", LabelClusterName: cluster},
-		Annotations: map[string]string{AnnotationRemoteFQName: fq, AnnotationEgressPorts: egress},
+		Labels:      map[string]string{multicluster.LabelMirroredService: "true", multicluster.LabelClusterName: cluster},
+		Annotations: map[string]string{multicluster.AnnotationRemoteFQName: fq, AnnotationEgressPorts: egress},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +76,7 @@ func addMirror(t *testing.T, m *Mirror, name, cluster, fq, egress string) {
 func TestEgressSet(t *testing.T) {
 	m := offlineMirror(t)
 	addLink(t, m, "east", "east", nil, nil)
-	addLink(t, m, "north", "north", map[string]any{AnnotationEndpointMode: ModeDirect}, nil)
+	addLink(t, m, "north", "north", map[string]any{multicluster.AnnotationEndpointMode: multicluster.ModeDirect}, nil)
 	addLink(t, m, "broken", "south", nil, map[string]any{"gatewayPort": "x"})
 	addMirror(t, m, "api-east", "east", "api.prod.svc.cluster.local", "80=4201,9090=4200")
 	addMirror(t, m, "db-north", "north", "db.prod.svc.cluster.local", "5432=4202") // direct mode: no listener

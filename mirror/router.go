@@ -46,7 +46,7 @@ type Routes struct {
 
 // NewRoutes reads from the given informer stores; slices must carry the
 // indexByService index (see Mirror, which builds both).
-func NewRoutes(services, slices cache.Indexer, exportSelector labels.Selector) *Routes {
+func newRoutes(services, slices cache.Indexer, exportSelector labels.Selector) *Routes {
 	return &Routes{services: services, slices: slices, selector: exportSelector}
 }
 

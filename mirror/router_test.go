@@ -58,7 +58,7 @@ func TestRoutes(t *testing.T) {
 	add(sl, slice("idle-a", "idle", []*bool{ptr.To(false)}, discoveryv1.EndpointPort{Name: ptr.To(""), Port: ptr.To[int32](7001)}))
 	add(sl, slice("secret-a", "secret", []*bool{ptr.To(true)}, discoveryv1.EndpointPort{Name: ptr.To(""), Port: ptr.To[int32](7001)}))
 
-	r := NewRoutes(svcs, sl, labels.SelectorFromSet(exported))
+	r := newRoutes(svcs, sl, labels.SelectorFromSet(exported))
 	for _, tc := range []struct {
 		svc  string
 		port int

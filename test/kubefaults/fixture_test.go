@@ -31,6 +31,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // Addresses (kubetest.HostIP) of this package's processes.
@@ -125,12 +126,19 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // gateway starts `mcgate gateway` for cluster c on host (kubetest.HostIP)
-// with Lease identity id, waits until it is ready, and stops it (SIGTERM)
-// when the test ends.
+// with POD_NAME id (its Lease identity's name), waits until it is ready,
+// and stops it (SIGTERM) when the test ends.
 func (f *fixture) gateway(c *kubetest.Cluster, host int, id string) *gatewaytest.Process {
 	f.t.Helper()
+	return f.gatewayWithEnv(c, host, id, "POD_NAME="+id)
+}
+
+// gatewayWithEnv is gateway with env added to the process's environment;
+// id names its log.
+func (f *fixture) gatewayWithEnv(c *kubetest.Cluster, host int, id string, env ...string) *gatewaytest.Process {
+	f.t.Helper()
 	ip := kubetest.HostIP(host).String()
-	g := &gatewaytest.Process{T: f.t, Log: filepath.Join(f.logs, id+".log"), Env: []string{"POD_NAME=" + id},
+	g := &gatewaytest.Process{T: f.t, Log: filepath.Join(f.logs, id+".log"), Env: env,
 		Args: []string{"gateway", "--kubeconfig", c.Kubeconfig,
 			"--identity-dir", filepath.Join(f.ids, c.Name+"-gw"), "--cluster-name", c.Name,
 			"--listen-addr", ip + ":4143", "--admin-addr", ip + ":4191",
@@ -176,7 +184,7 @@ func (f *fixture) link(apiServer string) {
 	gatewaytest.Run(f.t, out, "kubectl", "--kubeconfig", f.env.West.Kubeconfig, "apply", "-f", "-")
 	f.t.Cleanup(func() {
 		ctx := context.Background()
-		if err := f.dyn.Resource(mirror.LinkGVR).Namespace(deploy.Namespace).Delete(ctx, f.cluster, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Delete(ctx, f.cluster, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			f.t.Errorf("delete Link %s: %v", f.cluster, err)
 		}
 		err := f.env.West.Client.CoreV1().Secrets(deploy.Namespace).Delete(ctx, "cluster-credentials-"+f.cluster, metav1.DeleteOptions{})
@@ -309,7 +317,7 @@ func (m mirrors) versions() map[string]string {
 
 func (f *fixture) mirrors(ctx context.Context) (mirrors, error) {
 	m := mirrors{services: map[string]corev1.Service{}, slices: map[string][]discoveryv1.EndpointSlice{}}
-	svcs, err := f.env.West.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: mirror.LabelClusterName + "=" + f.cluster})
+	svcs, err := f.env.West.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: multicluster.LabelClusterName + "=" + f.cluster})
 	if err != nil {
 		return m, err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // metricFamilies parses a Prometheus text exposition.
@@ -93,34 +93,44 @@ func readAPICounts(t *testing.T, c *kubetest.Cluster) apiCounts {
 // gatewayMetric reads name{labels} from a gateway's admin /metrics on
 // host (kubetest.HostIP); -1 if it cannot be read.
 func gatewayMetric(host int, name string, labels map[string]string) float64 {
-	resp, err := http.Get("http://" + kubetest.HostIP(host).String() + ":4191/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return -1
-	}
-	mfs, err := metricFamilies(b)
-	if err != nil {
+	mfs := gatewayScrape(host)
+	if mfs == nil {
 		return -1
 	}
 	return sum(mfs, name, labels)
 }
 
+// gatewayScrape reads a gateway's admin /metrics on host (kubetest.HostIP);
+// nil if they cannot be read.
+func gatewayScrape(host int) map[string]*dto.MetricFamily {
+	resp, err := http.Get("http://" + kubetest.HostIP(host).String() + ":4191/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil
+	}
+	mfs, err := metricFamilies(b)
+	if err != nil {
+		return nil
+	}
+	return mfs
+}
+
 // credentials returns the Link's Credentials condition in west.
 func (f *fixture) credentials(ctx context.Context) (*metav1.Condition, error) {
-	u, err := f.dyn.Resource(mirror.LinkGVR).Namespace(deploy.Namespace).Get(ctx, f.cluster, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Get(ctx, f.cluster, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	l, err := mirror.LinkFromUnstructured(u)
+	l, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		return nil, err
 	}
 	for i := range l.Status.Conditions {
-		if l.Status.Conditions[i].Type == mirror.ConditionCredentials {
+		if l.Status.Conditions[i].Type == multicluster.ConditionCredentials {
 			return &l.Status.Conditions[i], nil
 		}
 	}

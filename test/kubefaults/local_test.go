@@ -13,7 +13,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // endpoint is where west's clients reach the mirror of name: its slice's
@@ -58,16 +58,17 @@ func traffic(addrs []string) (stop func() (int, []error)) {
 
 // lease reads the mirror's Lease in west.
 func (f *fixture) lease() (*coordinationv1.Lease, error) {
-	return f.env.West.Client.CoordinationV1().Leases(deploy.Namespace).Get(f.t.Context(), mirror.LeaseName, metav1.GetOptions{})
+	return f.env.West.Client.CoordinationV1().Leases(deploy.Namespace).Get(f.t.Context(), multicluster.LeaseName, metav1.GetOptions{})
 }
 
-// holder is the Lease's holder, "" if unknown.
+// holder is the pod name part of the Lease's holder identity, "" if
+// unknown.
 func (f *fixture) holder() string {
 	l, err := f.lease()
 	if err != nil || l.Spec.HolderIdentity == nil {
 		return ""
 	}
-	return *l.Spec.HolderIdentity
+	return multicluster.HolderName(*l.Spec.HolderIdentity)
 }
 
 // TestLocalAPIServerRestarted restarts west's API server (the one the

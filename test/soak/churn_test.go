@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 const (
@@ -220,7 +221,7 @@ func mirrorsMatch(ctx context.Context, east, west kubernetes.Interface, ns strin
 		s := &exported.Items[i]
 		want[s.Name+"-"+linkName] = s
 	}
-	present, err := west.CoreV1().Services(ns).List(ctx, metav1.ListOptions{LabelSelector: mirror.LabelMirroredService + "=true"})
+	present, err := west.CoreV1().Services(ns).List(ctx, metav1.ListOptions{LabelSelector: multicluster.LabelMirroredService + "=true"})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,4 +1,4 @@
-package mirror
+package mirror_test
 
 import (
 	"context"
@@ -26,43 +26,13 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
+	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
-
 const protobuf = "application/vnd.kubernetes.protobuf"
-
-// health is a GatewayHealth the test sets by hand; the probe workers that
-// implement it for real are tested in package probe.
-type health struct {
-	mu      sync.Mutex
-	dead    map[string]bool
-	targets []ProbeTarget
-	changed chan struct{}
-}
-
-func newHealth() *health { return &health{dead: map[string]bool{}, changed: make(chan struct{}, 1)} }
-
-func (h *health) Set(ts []ProbeTarget) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.targets = ts
-}
-func (h *health) Alive(c string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return !h.dead[c]
-}
-func (h *health) Changed() <-chan struct{} { return h.changed }
-func (h *health) setAlive(c string, alive bool) {
-	h.mu.Lock()
-	h.dead[c] = !alive
-	h.mu.Unlock()
-	select {
-	case h.changed <- struct{}{}:
-	default:
-	}
-}
 
 var clusterSeq atomic.Int32
 
@@ -74,13 +44,14 @@ type fixture struct {
 	mcNS    string // west namespace of the Link, Secret and Lease
 	cluster string // targetClusterName, unique per test
 	link    string
-	health  *health
+	health  *testhealth.Health
 	dyn     dynamic.Interface
+	metrics map[string]*prometheus.Registry // of each mirror, by identity
 }
 
 func newFixture(t testing.TB) *fixture {
 	env := kubetest.Start(t)
-	f := &fixture{t: t, env: env, health: newHealth()}
+	f := &fixture{t: t, env: env, health: testhealth.New(), metrics: map[string]*prometheus.Registry{}}
 	f.ns = kubetest.Namespace(t, env.East, env.West)
 	f.mcNS = kubetest.Namespace(t, env.West)
 	f.cluster = fmt.Sprintf("east%d", clusterSeq.Add(1))
@@ -140,8 +111,8 @@ func (f *fixture) putSecretData(kubeconfig []byte) {
 	f.t.Helper()
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cluster-credentials-" + f.cluster, Namespace: f.mcNS},
-		Type:       SecretType,
-		Data:       map[string][]byte{SecretKey: kubeconfig},
+		Type:       multicluster.SecretType,
+		Data:       map[string][]byte{multicluster.SecretKey: kubeconfig},
 	}
 	c := f.env.West.Client.CoreV1().Secrets(f.mcNS)
 	if _, err := c.Update(f.t.Context(), s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
@@ -177,18 +148,18 @@ func (f *fixture) linkObject(edit func(spec map[string]any)) *unstructured.Unstr
 
 func (f *fixture) createLink(edit func(spec map[string]any)) {
 	f.t.Helper()
-	if _, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Create(f.t.Context(), f.linkObject(edit), metav1.CreateOptions{}); err != nil {
+	if _, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Create(f.t.Context(), f.linkObject(edit), metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
-func (f *fixture) getLink() *Link {
+func (f *fixture) getLink() *multicluster.Link {
 	f.t.Helper()
-	u, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Get(f.t.Context(), f.link, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Get(f.t.Context(), f.link, metav1.GetOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	l, err := LinkFromUnstructured(u)
+	l, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -196,7 +167,7 @@ func (f *fixture) getLink() *Link {
 }
 
 // startMirror runs a Mirror until the test ends (or stop is called).
-func (f *fixture) startMirror(identity string) (*Mirror, func()) {
+func (f *fixture) startMirror(identity string) (*mirror.Mirror, func()) {
 	f.t.Helper()
 	// The client budget of the gateway's wiring (cmd/mcgate --kube-api-qps).
 	rc := rest.CopyConfig(f.env.West.Config)
@@ -210,11 +181,13 @@ func (f *fixture) startMirror(identity string) (*Mirror, func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	m, err := New(Config{
+	reg := prometheus.NewRegistry()
+	f.metrics[identity] = reg
+	m, err := mirror.New(mirror.Config{
 		Client: client, Dynamic: dyn, Namespace: f.mcNS,
-		EgressPorts: PortRange{20000, 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
+		EgressPorts: mirror.PortRange{Lo: 20000, Hi: 29999}, AdvertiseAddresses: []string{"198.18.0.10"},
 		Health: f.health, Identity: identity, Log: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel),
-		Registerer:    prometheus.NewRegistry(),
+		Registerer:    reg,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Resolve: func(_ context.Context, h string) ([]string, error) { return []string{h}, nil },
 	})
@@ -280,27 +253,6 @@ func remoteSlice(ns, name string) *discoveryv1.EndpointSlice {
 	}
 }
 
-// eventually polls cond until it holds or 30s pass.
-func eventually(t testing.TB, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		select {
-		case <-deadline:
-			t.Fatalf("%s: not reached within 30s (last: %s)", what, last)
-		case <-tick.C:
-		}
-	}
-}
-
 func (f *fixture) westService(name string) (*corev1.Service, error) {
 	return f.env.West.Client.CoreV1().Services(f.ns).Get(f.t.Context(), name, metav1.GetOptions{})
 }
@@ -309,9 +261,18 @@ func (f *fixture) westSlice(name string) (*discoveryv1.EndpointSlice, error) {
 	return f.env.West.Client.DiscoveryV1().EndpointSlices(f.ns).Get(f.t.Context(), name, metav1.GetOptions{})
 }
 
+// waitMirrored waits for the mirror Service name (in the app namespace).
+func (f *fixture) waitMirrored(what, name string) {
+	f.t.Helper()
+	wait.For(f.t, what, func() (bool, string) {
+		_, err := f.westService(name)
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
 func (f *fixture) waitGone(name string) {
 	f.t.Helper()
-	eventually(f.t, "mirror "+name+" deleted", func() (bool, string) {
+	wait.For(f.t, "mirror "+name+" deleted", func() (bool, string) {
 		_, err := f.westService(name)
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -321,7 +282,7 @@ func (f *fixture) waitGone(name string) {
 func (f *fixture) sliceIs(name string, want []string, ready bool) *discoveryv1.EndpointSlice {
 	f.t.Helper()
 	var got *discoveryv1.EndpointSlice
-	eventually(f.t, fmt.Sprintf("slice %s = %v ready=%v", name, want, ready), func() (bool, string) {
+	wait.For(f.t, fmt.Sprintf("slice %s = %v ready=%v", name, want, ready), func() (bool, string) {
 		s, err := f.westSlice(name)
 		if err != nil {
 			return false, err.Error()
@@ -339,7 +300,7 @@ func (f *fixture) sliceIs(name string, want []string, ready bool) *discoveryv1.E
 	return got
 }
 
-func (f *fixture) serviceCondition(name string) *LinkCondition {
+func (f *fixture) serviceCondition(name string) *multicluster.LinkCondition {
 	for _, s := range f.getLink().Status.MirrorServices {
 		if s.RemoteRef.Name == name && s.RemoteRef.Namespace == f.ns && len(s.Conditions) == 1 {
 			return &s.Conditions[0]
@@ -348,7 +309,7 @@ func (f *fixture) serviceCondition(name string) *LinkCondition {
 	return nil
 }
 
-func linkCondition(l *Link, typ string) *metav1.Condition {
+func linkCondition(l *multicluster.Link, typ string) *metav1.Condition {
 	for i := range l.Status.Conditions {
 		if l.Status.Conditions[i].Type == typ {
 			return &l.Status.Conditions[i]
@@ -366,39 +327,39 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 
 	f.createRemote(exportedService("api", f.ns,
 		corev1.ServicePort{Name: "http", Port: 8080, AppProtocol: ptr.To("http")}), true)
-	mirror := "api-" + f.cluster
+	mirrorName := "api-" + f.cluster
 
 	// Export → mirror Service with the Linkerd labels/annotations and a
 	// ready slice on the local gateway's egress port.
 	var svc *corev1.Service
-	eventually(t, "mirror created", func() (bool, string) {
+	wait.For(t, "mirror created", func() (bool, string) {
 		var err error
-		svc, err = f.westService(mirror)
+		svc, err = f.westService(mirrorName)
 		return err == nil, fmt.Sprint(err)
 	})
-	if svc.Labels[LabelMirroredService] != "true" || svc.Labels[LabelClusterName] != f.cluster || svc.Labels["app"] != "api" {
+	if svc.Labels[multicluster.LabelMirroredService] != "true" || svc.Labels[multicluster.LabelClusterName] != f.cluster || svc.Labels["app"] != "api" {
 		t.Errorf("labels %v", svc.Labels)
 	}
-	if svc.Annotations[AnnotationRemoteFQName] != "api."+f.ns+".svc.cluster.local" {
+	if svc.Annotations[multicluster.AnnotationRemoteFQName] != "api."+f.ns+".svc.cluster.local" {
 		t.Errorf("annotations %v", svc.Annotations)
 	}
 	if p := svc.Spec.Ports[0]; p.Port != 8080 || p.AppProtocol == nil || *p.AppProtocol != "http" {
 		t.Errorf("ports %+v", svc.Spec.Ports)
 	}
-	egress, err := ParseEgressPorts(svc.Annotations[AnnotationEgressPorts])
+	egress, err := mirror.ParseEgressPorts(svc.Annotations[mirror.AnnotationEgressPorts])
 	if err != nil || egress[8080] < 20000 || egress[8080] > 29999 {
 		t.Fatalf("egress ports %v %v", egress, err)
 	}
-	sl := f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	sl := f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 	if *sl.Ports[0].Port != egress[8080] || sl.Labels[discoveryv1.LabelManagedBy] != "mcgate" ||
 		len(sl.OwnerReferences) != 1 || sl.OwnerReferences[0].UID != svc.UID {
 		t.Errorf("slice %+v", sl)
 	}
-	eventually(t, "Mirrored condition", func() (bool, string) {
+	wait.For(t, "Mirrored condition", func() (bool, string) {
 		c := f.serviceCondition("api")
-		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonMirrored, fmt.Sprintf("%+v", c)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == multicluster.ReasonMirrored, fmt.Sprintf("%+v", c)
 	})
-	eventually(t, "egress entry", func() (bool, string) {
+	wait.For(t, "egress entry", func() (bool, string) {
 		e := m.Egress()
 		return len(e) == 1 && e[0].Port == int(egress[8080]) && e[0].Target == "api."+f.ns+".svc.cluster.local:8080" &&
 			e[0].GatewayAddresses[0] == "198.18.0.2:4143", fmt.Sprintf("%+v", e)
@@ -413,31 +374,31 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "port added", func() (bool, string) {
-		s, err := f.westService(mirror)
+	wait.For(t, "port added", func() (bool, string) {
+		s, err := f.westService(mirrorName)
 		if err != nil {
 			return false, err.Error()
 		}
-		e, _ := ParseEgressPorts(s.Annotations[AnnotationEgressPorts])
+		e, _ := mirror.ParseEgressPorts(s.Annotations[mirror.AnnotationEgressPorts])
 		return len(s.Spec.Ports) == 2 && e[8080] == egress[8080] && e[9090] != 0 && s.UID == svc.UID,
 			fmt.Sprintf("%v %v", s.Spec.Ports, e)
 	})
 
 	// Remote endpoints gone → empty slice; back → filled.
 	f.setRemoteEndpoint(f.ns, "api", false)
-	f.sliceIs(mirror, nil, true)
+	f.sliceIs(mirrorName, nil, true)
 	f.setRemoteEndpoint(f.ns, "api", true)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Gateway dead → not ready; alive → ready. GatewayAlive follows.
-	f.health.setAlive(f.cluster, false)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, false)
-	eventually(t, "GatewayAlive=False", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionGatewayAlive)
+	f.health.SetAlive(f.cluster, false)
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, false)
+	wait.For(t, "GatewayAlive=False", func() (bool, string) {
+		c := linkCondition(f.getLink(), multicluster.ConditionGatewayAlive)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
-	f.health.setAlive(f.cluster, true)
-	f.sliceIs(mirror, []string{"198.18.0.10"}, true)
+	f.health.SetAlive(f.cluster, true)
+	f.sliceIs(mirrorName, []string{"198.18.0.10"}, true)
 
 	// Unexport → mirror deleted, status entry dropped.
 	if rs, err = f.env.East.Client.CoreV1().Services(f.ns).Get(ctx, "api", metav1.GetOptions{}); err != nil {
@@ -447,8 +408,8 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGone(mirror)
-	eventually(t, "status entry dropped", func() (bool, string) {
+	f.waitGone(mirrorName)
+	wait.For(t, "status entry dropped", func() (bool, string) {
 		c := f.serviceCondition("api")
 		return c == nil, fmt.Sprintf("%+v", c)
 	})
@@ -461,11 +422,11 @@ func TestE2EMirrorLifecycle(t *testing.T) {
 	if _, err := f.env.East.Client.CoreV1().Services(f.ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "re-exported", func() (bool, string) { _, err := f.westService(mirror); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("re-exported", mirrorName)
 	if err := f.env.East.Client.CoreV1().Services(f.ns).Delete(ctx, "api", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGone(mirror)
+	f.waitGone(mirrorName)
 }
 
 func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
@@ -490,15 +451,15 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 	})
 	f.createRemote(exportedService("db", only, corev1.ServicePort{Name: "pg", Port: 5432}), true)
 
-	eventually(t, "MissingNamespace recorded", func() (bool, string) {
+	wait.For(t, "MissingNamespace recorded", func() (bool, string) {
 		for _, s := range f.getLink().Status.MirrorServices {
-			if s.RemoteRef.Name == "db" && s.Conditions[0].Reason == ReasonMissingNamespace && s.Conditions[0].Status == metav1.ConditionFalse {
+			if s.RemoteRef.Name == "db" && s.Conditions[0].Reason == multicluster.ReasonMissingNamespace && s.Conditions[0].Status == metav1.ConditionFalse {
 				return true, ""
 			}
 		}
 		return false, fmt.Sprintf("%+v", f.getLink().Status.MirrorServices)
 	})
-	eventually(t, "event recorded", func() (bool, string) {
+	wait.For(t, "event recorded", func() (bool, string) {
 		evs, err := f.env.West.Client.CoreV1().Events(f.mcNS).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -513,18 +474,18 @@ func TestE2EMissingNamespaceAndLinkDeletion(t *testing.T) {
 	if err := f.env.West.EnsureNamespace(ctx, only); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "mirrored once the namespace exists", func() (bool, string) {
+	wait.For(t, "mirrored once the namespace exists", func() (bool, string) {
 		_, err := f.env.West.Client.CoreV1().Services(only).Get(ctx, "db-"+f.cluster, metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
 
 	// Link deleted → its mirrors deleted.
-	eventually(t, "web mirrored", func() (bool, string) { _, err := f.westService("web-" + f.cluster); return err == nil, fmt.Sprint(err) })
-	if err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
+	f.waitMirrored("web mirrored", "web-"+f.cluster)
+	if err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Delete(ctx, f.link, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitGone("web-" + f.cluster)
-	eventually(t, "db mirror deleted", func() (bool, string) {
+	wait.For(t, "db mirror deleted", func() (bool, string) {
 		_, err := f.env.West.Client.CoreV1().Services(only).Get(ctx, "db-"+f.cluster, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -534,40 +495,40 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	f.createRemote(exportedService("api", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), true)
-	mirror := "api-" + f.cluster
+	mirrorName := "api-" + f.cluster
 	f.putSecret(false)
 	f.createLink(func(spec map[string]any) { spec["gatewayPort"] = "gateway" })
 	f.startMirror("replica-a")
 
-	eventually(t, "Valid=False names the field", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionValid)
+	wait.For(t, "Valid=False names the field", func() (bool, string) {
+		c := linkCondition(f.getLink(), multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "spec.gatewayPort"), fmt.Sprintf("%+v", c)
 	})
 	// Fix the field: now the (bad) credentials are the problem.
-	u, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Get(ctx, f.link, metav1.GetOptions{})
+	u, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Get(ctx, f.link, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	unstructured.SetNestedField(u.Object, "4143", "spec", "gatewayPort")
-	if _, err := f.dyn.Resource(LinkGVR).Namespace(f.mcNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.dyn.Resource(multicluster.LinkGVR).Namespace(f.mcNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Credentials=False", func() (bool, string) {
+	wait.For(t, "Credentials=False", func() (bool, string) {
 		l := f.getLink()
-		c := linkCondition(l, ConditionCredentials)
-		v := linkCondition(l, ConditionValid)
+		c := linkCondition(l, multicluster.ConditionCredentials)
+		v := linkCondition(l, multicluster.ConditionValid)
 		return c != nil && c.Status == metav1.ConditionFalse && v != nil && v.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
-	if _, err := f.westService(mirror); !apierrors.IsNotFound(err) {
+	if _, err := f.westService(mirrorName); !apierrors.IsNotFound(err) {
 		t.Fatalf("mirrored with bad credentials: %v", err)
 	}
 	// Good credentials, no restart.
 	f.putSecret(true)
-	eventually(t, "mirrored after rotation", func() (bool, string) { _, err := f.westService(mirror); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("mirrored after rotation", mirrorName)
 	// Bad again: mirrors stay, status says so.
 	f.putSecret(false)
-	eventually(t, "Credentials=False again", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+	wait.For(t, "Credentials=False again", func() (bool, string) {
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionFalse, fmt.Sprintf("%+v", c)
 	})
 	// The old watcher keeps running: a remote change still arrives.
@@ -575,10 +536,7 @@ func TestE2EInvalidLinkAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.createRemote(exportedService("api2", f.ns, corev1.ServicePort{Name: "http", Port: 8080}), false)
-	eventually(t, "old watcher still mirrors", func() (bool, string) {
-		_, err := f.westService("api2-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
+	f.waitMirrored("old watcher still mirrors", "api2-"+f.cluster)
 }
 
 // TestE2EUnreachableCluster: a cluster that cannot be reached when the
@@ -596,8 +554,8 @@ func TestE2EUnreachableCluster(t *testing.T) {
 	f.putSecretData(f.kubeconfigVia(fwd.URL()))
 	f.createLink(nil)
 	f.startMirror("replica-a")
-	eventually(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+	wait.For(t, "Credentials=Unknown/Unreachable", func() (bool, string) {
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionUnknown && c.Reason == "Unreachable" &&
 			strings.Contains(c.Message, "connection refused"), fmt.Sprintf("%+v", c)
 	})
@@ -605,12 +563,9 @@ func TestE2EUnreachableCluster(t *testing.T) {
 		t.Fatalf("mirrored while unreachable: %v", err)
 	}
 	fwd.Restore()
-	eventually(t, "mirrored once reachable", func() (bool, string) {
-		_, err := f.westService("api-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
-	eventually(t, "Credentials=True", func() (bool, string) {
-		c := linkCondition(f.getLink(), ConditionCredentials)
+	f.waitMirrored("mirrored once reachable", "api-"+f.cluster)
+	wait.For(t, "Credentials=True", func() (bool, string) {
+		c := linkCondition(f.getLink(), multicluster.ConditionCredentials)
 		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", c)
 	})
 }
@@ -625,7 +580,7 @@ func TestE2ERestartCollectsOrphansAndKeepsUIDs(t *testing.T) {
 	}
 	_, stop := f.startMirror("replica-a")
 	var keep *corev1.Service
-	eventually(t, "both mirrored", func() (bool, string) {
+	wait.For(t, "both mirrored", func() (bool, string) {
 		var err error
 		keep, err = f.westService("keep-" + f.cluster)
 		_, err2 := f.westService("drop-" + f.cluster)
@@ -641,18 +596,18 @@ func TestE2ERestartCollectsOrphansAndKeepsUIDs(t *testing.T) {
 	f.createRemote(exportedService("new", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
 	f.startMirror("replica-b")
 	f.waitGone("drop-" + f.cluster)
-	eventually(t, "new mirrored", func() (bool, string) { _, err := f.westService("new-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("new mirrored", "new-"+f.cluster)
 	after, err := f.westService("keep-" + f.cluster)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.UID != keep.UID || after.Annotations[AnnotationEgressPorts] != keep.Annotations[AnnotationEgressPorts] {
+	if after.UID != keep.UID || after.Annotations[mirror.AnnotationEgressPorts] != keep.Annotations[mirror.AnnotationEgressPorts] {
 		t.Fatalf("surviving mirror changed: uid %s→%s, egress %s→%s", keep.UID, after.UID,
-			keep.Annotations[AnnotationEgressPorts], after.Annotations[AnnotationEgressPorts])
+			keep.Annotations[mirror.AnnotationEgressPorts], after.Annotations[mirror.AnnotationEgressPorts])
 	}
 	nw, _ := f.westService("new-" + f.cluster)
-	if nw.Annotations[AnnotationEgressPorts] == keep.Annotations[AnnotationEgressPorts] {
-		t.Fatalf("new mirror got the surviving mirror's egress port %s", nw.Annotations[AnnotationEgressPorts])
+	if nw.Annotations[mirror.AnnotationEgressPorts] == keep.Annotations[mirror.AnnotationEgressPorts] {
+		t.Fatalf("new mirror got the surviving mirror's egress port %s", nw.Annotations[mirror.AnnotationEgressPorts])
 	}
 }
 
@@ -662,29 +617,26 @@ func TestE2ELeaderFailover(t *testing.T) {
 	f.putSecret(true)
 	f.createLink(nil)
 	a, stopA := f.startMirror("replica-a")
-	eventually(t, "a leads", func() (bool, string) { return a.Leading(), "" })
+	wait.For(t, "a leads", func() (bool, string) { return a.Leading(), "" })
 	b, _ := f.startMirror("replica-b")
 	f.createRemote(exportedService("one", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	eventually(t, "one mirrored", func() (bool, string) { _, err := f.westService("one-" + f.cluster); return err == nil, fmt.Sprint(err) })
+	f.waitMirrored("one mirrored", "one-"+f.cluster)
 	if b.Leading() {
 		t.Fatal("two leaders")
 	}
 	// The follower serves the same egress set from the annotations.
-	eventually(t, "follower egress", func() (bool, string) {
+	wait.For(t, "follower egress", func() (bool, string) {
 		ea, eb := a.Egress(), b.Egress()
 		return len(eb) == 1 && fmt.Sprint(ea) == fmt.Sprint(eb), fmt.Sprint(ea, eb)
 	})
 	stopA()
-	eventually(t, "b leads", func() (bool, string) { return b.Leading(), "" })
-	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "replica-b" {
+	wait.For(t, "b leads", func() (bool, string) { return b.Leading(), "" })
+	lease, err := f.env.West.Client.CoordinationV1().Leases(f.mcNS).Get(ctx, multicluster.LeaseName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != b.Identity() {
 		t.Fatalf("lease %+v %v", lease, err)
 	}
 	f.createRemote(exportedService("two", f.ns, corev1.ServicePort{Name: "http", Port: 80}), true)
-	eventually(t, "two mirrored by the new leader", func() (bool, string) {
-		_, err := f.westService("two-" + f.cluster)
-		return err == nil, fmt.Sprint(err)
-	})
+	f.waitMirrored("two mirrored by the new leader", "two-"+f.cluster)
 }
 
 func TestE2ERoutes(t *testing.T) {
@@ -711,11 +663,11 @@ func TestE2ERoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "route", func() (bool, string) {
+	wait.For(t, "route", func() (bool, string) {
 		eps, err := m.Routes().Route("api", f.ns, 80)
 		return err == nil && len(eps) == 1 && eps[0] == "198.18.0.60:8080", fmt.Sprint(eps, err)
 	})
-	if _, err := m.Routes().Route("hidden", f.ns, 80); err != ErrNotExported {
+	if _, err := m.Routes().Route("hidden", f.ns, 80); err != mirror.ErrNotExported {
 		t.Fatalf("non-exported service routed: %v", err)
 	}
 }

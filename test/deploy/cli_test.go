@@ -1,4 +1,4 @@
-package deploy
+package deploy_test
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func TestCLI(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "mcgate")
 	// The module cache holds every dependency, so this builds inside the
 	// test's network namespace without the module proxy.
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/mcgate").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcgate").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	mcgate := func(wantOK bool, args ...string) []byte {

@@ -1,4 +1,4 @@
-package deploy
+package deploy_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"strings"
@@ -30,9 +31,11 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
-	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 	"github.com/mcgate/mcgate/probe"
 )
 
@@ -54,9 +57,9 @@ func anchorPEM(t *testing.T, cn string) []byte {
 func putIdentity(t *testing.T, client kubernetes.Interface, ca []byte) {
 	t.Helper()
 	ctx := context.Background()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: IdentitySecretName, Namespace: Namespace}, Data: map[string][]byte{"ca.crt": ca}}
-	if _, err := client.CoreV1().Secrets(Namespace).Update(ctx, s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
-		_, err = client.CoreV1().Secrets(Namespace).Create(ctx, s, metav1.CreateOptions{})
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: deploy.IdentitySecretName, Namespace: deploy.Namespace}, Data: map[string][]byte{"ca.crt": ca}}
+	if _, err := client.CoreV1().Secrets(deploy.Namespace).Update(ctx, s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		_, err = client.CoreV1().Secrets(deploy.Namespace).Create(ctx, s, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +79,7 @@ func serveAdmin(t *testing.T, addr string, g prometheus.Gatherer, ready func() e
 }
 
 // failing returns the failed (not OK, not warning) check names with details.
-func failing(results []CheckResult) map[string]string {
+func failing(results []deploy.CheckResult) map[string]string {
 	m := map[string]string{}
 	for _, r := range results {
 		if !r.OK && !r.Warning {
@@ -88,17 +91,11 @@ func failing(results []CheckResult) map[string]string {
 
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
+	// Long enough for three failed probes and a batched status write.
+	wait.Within(t, 45*time.Second, what, func() (bool, string) {
 		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
-		}
-		<-time.After(100 * time.Millisecond) // poll interval
-	}
+		return ok, fmt.Sprint(err)
+	})
 }
 
 // TestCheckAndGateways runs check and gateways on a healthy link (a real
@@ -108,8 +105,8 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 func TestCheckAndGateways(t *testing.T) {
 	env := kubetest.Start(t)
 	ctx := context.Background()
-	install(t, env.East.Kubeconfig, Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
-	install(t, env.West.Kubeconfig, Options{})
+	install(t, env.East.Kubeconfig, deploy.Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
+	install(t, env.West.Kubeconfig, deploy.Options{})
 	ca := anchorPEM(t, "root.linkerd.cluster.local")
 	putIdentity(t, env.East.Client, ca)
 	putIdentity(t, env.West.Client, ca)
@@ -124,14 +121,14 @@ func TestCheckAndGateways(t *testing.T) {
 		return nil
 	})
 	const cluster = "eastb"
-	res, err := Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: cluster, GatewayAddresses: "198.18.0.22"})
+	res, err := deploy.Link(ctx, env.East.Client, env.East.Config, deploy.LinkOptions{ClusterName: cluster, GatewayAddresses: "198.18.0.22"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	kubectl(t, env.West.Kubeconfig, yamlOf(t, res.Objects), "apply", "-f", "-")
 	westDyn := dynamic.NewForConfigOrDie(env.West.Config)
 	t.Cleanup(func() {
-		if objs, err := Unlink(ctx, env.West.Client, westDyn, "", cluster); err == nil {
+		if objs, err := deploy.Unlink(ctx, env.West.Client, westDyn, "", cluster); err == nil {
 			kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--ignore-not-found", "-f", "-")
 		}
 	})
@@ -163,50 +160,47 @@ func TestCheckAndGateways(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() { wdone <- workers.Run(wctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-wdone; err != nil {
-			t.Errorf("probe workers: %v", err)
-		}
-	})
+	runUntilCleanup(t, "probe workers", workers.Run)
 	runMirrorAsGateway(t, env.West, "check-test", workers, reg)
 	const westAdmin = "198.18.0.23:4191"
 	serveAdmin(t, westAdmin, reg, func() error { return nil })
 
-	cfg := CheckConfig{Client: env.West.Client, Dynamic: westDyn,
+	cfg := deploy.CheckConfig{Client: env.West.Client, Dynamic: westDyn,
 		Remote: func(c string) (kubernetes.Interface, error) {
 			if c == cluster {
 				return env.East.Client, nil
 			}
 			return nil, errors.New("unknown cluster")
 		},
-		GatewayReady: func(ctx context.Context) error { return AdminReady(ctx, westAdmin) },
+		GatewayReady: func(ctx context.Context) error { return deploy.AdminReady(ctx, westAdmin) },
 	}
 	linkAlive := func(want metav1.ConditionStatus) func() (bool, error) {
 		return func() (bool, error) {
-			u, err := westDyn.Resource(mirror.LinkGVR).Namespace(Namespace).Get(ctx, cluster, metav1.GetOptions{})
+			u, err := westDyn.Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Get(ctx, cluster, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			l, err := mirror.LinkFromUnstructured(u)
+			l, err := multicluster.LinkFromUnstructured(u)
 			if err != nil {
 				return false, err
 			}
-			c := meta.FindStatusCondition(l.Status.Conditions, mirror.ConditionGatewayAlive)
+			c := meta.FindStatusCondition(l.Status.Conditions, multicluster.ConditionGatewayAlive)
 			return c != nil && c.Status == want, nil
 		}
 	}
 	mirrorReady := func(name string) func() (bool, error) {
 		return func() (bool, error) {
-			s, err := env.West.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			// The mirror's EndpointSlice is named like the mirror.
+			sl, err := env.West.Client.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			n, err := readyEndpoints(ctx, env.West.Client, s)
-			return n > 0, err
+			for _, e := range sl.Endpoints {
+				if e.Conditions.Ready == nil || *e.Conditions.Ready {
+					return true, nil
+				}
+			}
+			return false, nil
 		}
 	}
 	// Other tests' Links in this cluster are not this test's concern.
@@ -222,9 +216,9 @@ func TestCheckAndGateways(t *testing.T) {
 	t.Run("healthy", func(t *testing.T) {
 		waitFor(t, "GatewayAlive=True", linkAlive(metav1.ConditionTrue))
 		waitFor(t, "api-eastb with ready endpoints", mirrorReady("api-"+cluster))
-		results, ok := Check(ctx, cfg)
+		results, ok := deploy.Check(ctx, cfg)
 		var out bytes.Buffer
-		if err := WriteCheck(&out, results); err != nil {
+		if err := deploy.WriteCheck(&out, results); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("check:\n%s", out.String())
@@ -235,13 +229,13 @@ func TestCheckAndGateways(t *testing.T) {
 			t.Errorf("warnings on a healthy link with anchors reachable:\n%s", out.String())
 		}
 		// gateways: from the west gateway's own metrics.
-		var rows []GatewayStatus
+		var rows []deploy.GatewayStatus
 		waitFor(t, "a successful probe in the metrics", func() (bool, error) {
-			m, err := ScrapeAdmin(ctx, westAdmin)
+			m, err := deploy.ScrapeAdmin(ctx, westAdmin)
 			if err != nil {
 				return false, err
 			}
-			if rows, err = Gateways(ctx, env.West.Client, westDyn, "", m); err != nil {
+			if rows, err = deploy.Gateways(ctx, env.West.Client, westDyn, "", m); err != nil {
 				return false, err
 			}
 			for _, r := range rows {
@@ -257,7 +251,7 @@ func TestCheckAndGateways(t *testing.T) {
 			}
 		}
 		var tbl bytes.Buffer
-		if err := WriteGateways(&tbl, rows); err != nil {
+		if err := deploy.WriteGateways(&tbl, rows); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("gateways:\n%s", tbl.String())
@@ -278,7 +272,7 @@ func TestCheckAndGateways(t *testing.T) {
 			_, err := env.West.Client.CoreV1().Services(ns).Get(ctx, "idle-"+cluster, metav1.GetOptions{})
 			return err == nil, err
 		})
-		results, ok := Check(ctx, cfg)
+		results, ok := deploy.Check(ctx, cfg)
 		f := onlyOurs(failing(results))
 		if ok || len(f) != 1 || !strings.Contains(f["all mirror services have endpoints"], ns+"/idle-"+cluster+" has no ready endpoints") {
 			t.Fatalf("check with an empty mirror: ok=%v, failing %v", ok, f)
@@ -295,16 +289,16 @@ func TestCheckAndGateways(t *testing.T) {
 	t.Run("dead gateway", func(t *testing.T) {
 		eastReady.Store(false)
 		waitFor(t, "GatewayAlive=False", linkAlive(metav1.ConditionFalse))
-		results, ok := Check(ctx, cfg)
+		results, ok := deploy.Check(ctx, cfg)
 		f := onlyOurs(failing(results))
 		if ok || !strings.Contains(f["gateways of all Links are alive"], "Link "+cluster+": gateway 198.18.0.22:30454 is not alive") {
 			t.Fatalf("check with a dead gateway: ok=%v, failing %v", ok, f)
 		}
-		m, err := ScrapeAdmin(ctx, westAdmin)
+		m, err := deploy.ScrapeAdmin(ctx, westAdmin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := Gateways(ctx, env.West.Client, westDyn, "", m)
+		rows, err := deploy.Gateways(ctx, env.West.Client, westDyn, "", m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,20 +313,20 @@ func TestCheckAndGateways(t *testing.T) {
 	})
 
 	t.Run("broken credentials", func(t *testing.T) {
-		sec, err := env.West.Client.CoreV1().Secrets(Namespace).Get(ctx, CredentialsSecretName(cluster), metav1.GetOptions{})
+		sec, err := env.West.Client.CoreV1().Secrets(deploy.Namespace).Get(ctx, deploy.CredentialsSecretName(cluster), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		good := sec.Data[mirror.SecretKey]
+		good := sec.Data[multicluster.SecretKey]
 		bad := []byte(strings.Replace(string(good), "token: ", "token: x", 1))
 		patch := func(kc []byte) {
-			b, _ := json.Marshal(map[string]any{"data": map[string]any{mirror.SecretKey: kc}})
-			if _, err := env.West.Client.CoreV1().Secrets(Namespace).Patch(ctx, sec.Name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+			b, _ := json.Marshal(map[string]any{"data": map[string]any{multicluster.SecretKey: kc}})
+			if _, err := env.West.Client.CoreV1().Secrets(deploy.Namespace).Patch(ctx, sec.Name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		patch(bad)
-		results, ok := Check(ctx, cfg)
+		results, ok := deploy.Check(ctx, cfg)
 		f := onlyOurs(failing(results))
 		if d := f["remote cluster access credentials are valid"]; ok || !strings.Contains(d, "Link "+cluster+": the target API server") || !strings.Contains(d, "rejects the token") {
 			t.Fatalf("check with a bad token: ok=%v, failing %v", ok, f)
@@ -343,7 +337,7 @@ func TestCheckAndGateways(t *testing.T) {
 	t.Run("different anchors", func(t *testing.T) {
 		putIdentity(t, env.East.Client, anchorPEM(t, "other root"))
 		defer putIdentity(t, env.East.Client, ca)
-		results, ok := Check(ctx, cfg)
+		results, ok := deploy.Check(ctx, cfg)
 		f := failing(results)
 		if ok || !strings.Contains(f["clusters share trust anchors"], "cluster "+cluster+": ca.crt of linkerd-multicluster/linkerd-gateway-identity differs") {
 			t.Fatalf("check with different anchors: ok=%v, failing %v", ok, f)

@@ -1,8 +1,9 @@
-package deploy
+package deploy_test
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -21,8 +22,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/testhealth"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 // kubectl runs kubectl against kubeconfig with stdin.
@@ -40,29 +45,21 @@ func kubectl(t *testing.T, kubeconfig string, stdin []byte, args ...string) stri
 func yamlOf(t *testing.T, objs []*unstructured.Unstructured) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := Write(&b, objs, "yaml"); err != nil {
+	if err := deploy.Write(&b, objs, "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
 }
 
 // install applies the install manifests for real (not a dry run).
-func install(t *testing.T, kubeconfig string, o Options) {
+func install(t *testing.T, kubeconfig string, o deploy.Options) {
 	t.Helper()
-	objs, err := Render(o)
+	objs, err := deploy.Render(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kubectl(t, kubeconfig, yamlOf(t, objs), "apply", "-f", "-")
 }
-
-// alwaysAlive is the mirror's gateway health without probing: this test is
-// about credentials and RBAC, not liveness.
-type alwaysAlive struct{ ch chan struct{} }
-
-func (alwaysAlive) Set([]mirror.ProbeTarget)   {}
-func (alwaysAlive) Alive(string) bool          { return true }
-func (a alwaysAlive) Changed() <-chan struct{} { return a.ch }
 
 // TestLinkAppliesToWest is the guide's path: install on both clusters,
 // link east (NodePort gateway), apply the output to west, and a mirror
@@ -72,10 +69,10 @@ func (a alwaysAlive) Changed() <-chan struct{} { return a.ch }
 func TestLinkAppliesToWest(t *testing.T) {
 	env := kubetest.Start(t)
 	ctx := context.Background()
-	install(t, env.East.Kubeconfig, Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
-	install(t, env.West.Kubeconfig, Options{})
+	install(t, env.East.Kubeconfig, deploy.Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
+	install(t, env.West.Kubeconfig, deploy.Options{})
 
-	res, err := Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", CreatedBy: "mcgate test"})
+	res, err := deploy.Link(ctx, env.East.Client, env.East.Config, deploy.LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", CreatedBy: "mcgate test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,18 +84,18 @@ func TestLinkAppliesToWest(t *testing.T) {
 
 	// The Link as west stores it: NodePort → node ports, gateway and probe
 	// (Linkerd #14451); identity and probe settings from the Service.
-	u, err := dynamic.NewForConfigOrDie(env.West.Config).Resource(mirror.LinkGVR).Namespace(Namespace).Get(ctx, "east", metav1.GetOptions{})
+	u, err := dynamic.NewForConfigOrDie(env.West.Config).Resource(multicluster.LinkGVR).Namespace(deploy.Namespace).Get(ctx, "east", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := mirror.LinkFromUnstructured(u)
+	link, err := multicluster.LinkFromUnstructured(u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := link.Spec
-	want := mirror.LinkSpec{TargetClusterName: "east", TargetClusterDomain: "cluster.local", TargetClusterLinkerdNamespace: "linkerd",
+	want := multicluster.LinkSpec{TargetClusterName: "east", TargetClusterDomain: "cluster.local", TargetClusterLinkerdNamespace: "linkerd",
 		ClusterCredentialsSecret: "cluster-credentials-east", GatewayAddress: "198.18.0.20", GatewayPort: "30453",
-		GatewayIdentity: GatewayIdentity(""), ProbeSpec: mirror.ProbeSpec{Path: "/ready", Port: "30454", Period: "3s"}}
+		GatewayIdentity: deploy.GatewayIdentity(""), ProbeSpec: multicluster.ProbeSpec{Path: "/ready", Port: "30454", Period: "3s"}}
 	s.Selector, s.ProbeSpec.Timeout, s.ProbeSpec.FailureThreshold = nil, "", "" // CRD defaults
 	if s.TargetClusterName != want.TargetClusterName || s.GatewayPort != want.GatewayPort || s.ProbeSpec != want.ProbeSpec ||
 		s.GatewayIdentity != want.GatewayIdentity || s.GatewayAddress != want.GatewayAddress ||
@@ -113,14 +110,14 @@ func TestLinkAppliesToWest(t *testing.T) {
 	}
 
 	// The credentials are read-only: they list services, not secrets.
-	sec, err := env.West.Client.CoreV1().Secrets(Namespace).Get(ctx, "cluster-credentials-east", metav1.GetOptions{})
+	sec, err := env.West.Client.CoreV1().Secrets(deploy.Namespace).Get(ctx, "cluster-credentials-east", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sec.Type != mirror.SecretType {
+	if sec.Type != multicluster.SecretType {
 		t.Errorf("secret type %q", sec.Type)
 	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(sec.Data[mirror.SecretKey])
+	rc, err := clientcmd.RESTConfigFromKubeConfig(sec.Data[multicluster.SecretKey])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +125,7 @@ func TestLinkAppliesToWest(t *testing.T) {
 	if _, err := remote.CoreV1().Services("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		t.Errorf("generated credentials cannot list services: %v", err)
 	}
-	if _, err := remote.CoreV1().Secrets(Namespace).List(ctx, metav1.ListOptions{Limit: 1}); !apierrors.IsForbidden(err) {
+	if _, err := remote.CoreV1().Secrets(deploy.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); !apierrors.IsForbidden(err) {
 		t.Errorf("generated credentials list secrets: err %v, want forbidden", err)
 	}
 
@@ -142,33 +139,28 @@ func TestLinkAppliesToWest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runMirrorAsGateway(t, env.West, "link-test", alwaysAlive{make(chan struct{})}, prometheus.NewRegistry())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Gateway health without probing: this test is about credentials and
+	// RBAC, not liveness.
+	runMirrorAsGateway(t, env.West, "link-test", testhealth.New(), prometheus.NewRegistry())
+	wait.For(t, "mirror api-east in west", func() (bool, string) {
 		_, err := env.West.Client.CoreV1().Services(ns).Get(ctx, "api-east", metav1.GetOptions{})
-		if err == nil {
-			break
-		}
-		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
-			t.Fatalf("mirror api-east in west: %v", err)
-		}
-		<-time.After(100 * time.Millisecond) // poll interval
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 
 	// uninstall refuses while the Link exists.
 	westDyn := dynamic.NewForConfigOrDie(env.West.Config)
-	if _, err := Uninstall(ctx, westDyn); err == nil || !strings.Contains(err.Error(), "linkerd-multicluster/east") {
+	if _, err := deploy.Uninstall(ctx, westDyn); err == nil || !strings.Contains(err.Error(), "linkerd-multicluster/east") {
 		t.Fatalf("uninstall with a Link: err %v, want a refusal naming the Link", err)
 	}
 
 	// unlink lists the Link, the Secret and the mirror; deleting them works.
-	objs, err := Unlink(ctx, env.West.Client, westDyn, "", "east")
+	objs, err := deploy.Unlink(ctx, env.West.Client, westDyn, "", "east")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
 	for _, o := range objs {
-		keys = append(keys, Key(o))
+		keys = append(keys, deploy.Key(o))
 	}
 	for _, k := range []string{"Link/linkerd-multicluster/east", "Secret/linkerd-multicluster/cluster-credentials-east", "Service/" + ns + "/api-east"} {
 		if !strings.Contains(strings.Join(keys, " "), k) {
@@ -176,18 +168,32 @@ func TestLinkAppliesToWest(t *testing.T) {
 		}
 	}
 	kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--ignore-not-found", "-f", "-")
-	if _, err := Unlink(ctx, env.West.Client, westDyn, "", "east"); err == nil {
+	if _, err := deploy.Unlink(ctx, env.West.Client, westDyn, "", "east"); err == nil {
 		t.Errorf("second unlink succeeded, want nothing to unlink")
 	}
-	objs, err = Uninstall(ctx, westDyn)
+	objs, err = deploy.Uninstall(ctx, westDyn)
 	if err != nil {
 		t.Fatalf("uninstall after unlink: %v", err)
 	}
-	if Key(objs[len(objs)-1]) != "Namespace//linkerd-multicluster" {
-		t.Errorf("uninstall does not end with the namespace: %v", Key(objs[len(objs)-1]))
+	if deploy.Key(objs[len(objs)-1]) != "Namespace//linkerd-multicluster" {
+		t.Errorf("uninstall does not end with the namespace: %v", deploy.Key(objs[len(objs)-1]))
 	}
 	// Dry run only: other tests of the package use the install.
 	kubectl(t, env.West.Kubeconfig, yamlOf(t, objs), "delete", "--dry-run=server", "-f", "-")
+}
+
+// runUntilCleanup runs run until the test ends, then cancels it, waits for
+// it and reports its error.
+func runUntilCleanup(t *testing.T, what string, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
 }
 
 // runMirrorAsGateway runs the mirror in west authenticated as the
@@ -195,7 +201,7 @@ func TestLinkAppliesToWest(t *testing.T) {
 func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mirror.GatewayHealth, reg prometheus.Registerer) {
 	t.Helper()
 	ctx := context.Background()
-	tr, err := cl.Client.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, GatewayName, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	tr, err := cl.Client.CoreV1().ServiceAccounts(deploy.Namespace).CreateToken(ctx, deploy.GatewayName, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +212,7 @@ func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mi
 		t.Fatal(err)
 	}
 	m, err := mirror.New(mirror.Config{
-		Client: kubernetes.NewForConfigOrDie(rc), Dynamic: dynamic.NewForConfigOrDie(rc), Namespace: Namespace,
+		Client: kubernetes.NewForConfigOrDie(rc), Dynamic: dynamic.NewForConfigOrDie(rc), Namespace: deploy.Namespace,
 		ExportSelector: sel, EgressPorts: mirror.PortRange{Lo: 20000, Hi: 20999}, AdvertiseAddresses: []string{"198.18.0.21"},
 		Health: health, Identity: id,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Registerer: reg,
@@ -216,45 +222,37 @@ func runMirrorAsGateway(t *testing.T, cl *kubetest.Cluster, id string, health mi
 	if err != nil {
 		t.Fatal(err)
 	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("mirror Run: %v", err)
-		}
-	})
+	runUntilCleanup(t, "mirror", m.Run)
 }
 
 // TestLinkErrors checks that each missing piece is named with its fix.
 func TestLinkErrors(t *testing.T) {
 	env := kubetest.Start(t)
 	ctx := context.Background()
-	install(t, env.East.Kubeconfig, Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
+	install(t, env.East.Kubeconfig, deploy.Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30453, ProbeNodePort: 30454})
 	cases := []struct {
 		name string
-		o    LinkOptions
+		o    deploy.LinkOptions
 		want string
 	}{
-		{"bad name", LinkOptions{ClusterName: "East_1"}, "--cluster-name"},
-		{"nodeport without addresses", LinkOptions{ClusterName: "east"}, "give --gateway-addresses"},
-		{"no gateway service", LinkOptions{ClusterName: "east", GatewayName: "nope"}, "mcgate install"},
-		{"no service account", LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", ServiceAccount: "nope"}, "mcgate allow --service-account-name nope"},
-		{"bad selector", LinkOptions{ClusterName: "east", Selector: "a in (b"}, "--selector"},
-		{"bad address", LinkOptions{ClusterName: "east", GatewayAddresses: "not_a_host"}, "spec.gatewayAddress"},
+		{"bad name", deploy.LinkOptions{ClusterName: "East_1"}, "--cluster-name"},
+		{"nodeport without addresses", deploy.LinkOptions{ClusterName: "east"}, "give --gateway-addresses"},
+		{"no gateway service", deploy.LinkOptions{ClusterName: "east", GatewayName: "nope"}, "mcgate install"},
+		{"no service account", deploy.LinkOptions{ClusterName: "east", GatewayAddresses: "198.18.0.20", ServiceAccount: "nope"}, "mcgate allow --service-account-name nope"},
+		{"bad selector", deploy.LinkOptions{ClusterName: "east", Selector: "a in (b"}, "--selector"},
+		{"bad address", deploy.LinkOptions{ClusterName: "east", GatewayAddresses: "not_a_host"}, "spec.gatewayAddress"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Link(ctx, env.East.Client, env.East.Config, c.o)
+			_, err := deploy.Link(ctx, env.East.Client, env.East.Config, c.o)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err %v, want one containing %q", err, c.want)
 			}
 		})
 	}
 	// Without a Service, addresses and identity suffice (defaults 4143/4191).
-	res, err := Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayName: "nope",
-		GatewayAddresses: "gw.east.example", GatewayIdentity: GatewayIdentity("")})
+	res, err := deploy.Link(ctx, env.East.Client, env.East.Config, deploy.LinkOptions{ClusterName: "east", GatewayName: "nope",
+		GatewayAddresses: "gw.east.example", GatewayIdentity: deploy.GatewayIdentity("")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,15 +261,15 @@ func TestLinkErrors(t *testing.T) {
 		t.Errorf("defaults: %v", spec)
 	}
 	// A LoadBalancer Service without an ingress address says so.
-	_, err = env.East.Client.CoreV1().Services(Namespace).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "gw-lb", Annotations: map[string]string{AnnotationGatewayIdentity: "x"}},
+	_, err = env.East.Client.CoreV1().Services(deploy.Namespace).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw-lb", Annotations: map[string]string{deploy.AnnotationGatewayIdentity: "x"}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{
-			{Name: PortNameGateway, Port: 4143}, {Name: PortNameProbe, Port: 4191}}},
+			{Name: deploy.PortNameGateway, Port: 4143}, {Name: deploy.PortNameProbe, Port: 4191}}},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	_, err = Link(ctx, env.East.Client, env.East.Config, LinkOptions{ClusterName: "east", GatewayName: "gw-lb"})
+	_, err = deploy.Link(ctx, env.East.Client, env.East.Config, deploy.LinkOptions{ClusterName: "east", GatewayName: "gw-lb"})
 	if err == nil || !strings.Contains(err.Error(), "no ingress address yet") {
 		t.Fatalf("LoadBalancer without ingress: err %v", err)
 	}

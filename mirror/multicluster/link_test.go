@@ -1,4 +1,4 @@
-package mirror
+package multicluster
 
 import (
 	"errors"
@@ -182,4 +182,27 @@ func FuzzLinkConfig(f *testing.F) {
 			t.Fatal("valid Link without a selector")
 		}
 	})
+}
+
+func TestHolderIdentity(t *testing.T) {
+	a, err := HolderIdentity("linkerd-gateway-7d9f-x2x4q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := HolderIdentity("linkerd-gateway-7d9f-x2x4q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatalf("two processes of one name share the identity %q", a)
+	}
+	for _, tc := range []struct{ identity, name string }{
+		{a, "linkerd-gateway-7d9f-x2x4q"},
+		{"node-1.example_0123456789abcdef", "node-1.example"},
+		{"linkerd-gateway-7d9f-x2x4q", "linkerd-gateway-7d9f-x2x4q"}, // an older gateway's
+	} {
+		if got := HolderName(tc.identity); got != tc.name {
+			t.Errorf("HolderName(%q) = %q, want %q", tc.identity, got, tc.name)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package mirror
+package mirror_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/mcgate/mcgate/mirror"
 )
 
 // usableWatch records when each mirror's EndpointSlice first holds a ready
@@ -33,7 +35,7 @@ func watchUsable(b *testing.B, f *fixture, want int) (*usableWatch, func()) {
 	inf := fac.Discovery().V1().EndpointSlices().Informer()
 	record := func(o any) {
 		s, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok || s.Labels[LabelManagedBy] != ManagedByValue || len(s.Endpoints) == 0 ||
+		if !ok || s.Labels[mirror.LabelManagedBy] != mirror.ManagedByValue || len(s.Endpoints) == 0 ||
 			s.Endpoints[0].Conditions.Ready == nil || !*s.Endpoints[0].Conditions.Ready {
 			return
 		}

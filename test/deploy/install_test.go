@@ -1,0 +1,183 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/mcgate/mcgate/deploy"
+	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+)
+
+// installCases are the option sets every test runs over.
+var installCases = []struct {
+	name    string
+	opts    deploy.Options
+	overlay string // kustomize directory that builds the same objects, if any
+}{
+	{"default", deploy.Options{}, "."},
+	{"nodeport", deploy.Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30443}, "overlays/nodeport"},
+	{"ha", deploy.Options{HA: true}, "overlays/ha"},
+	{"nodeport-probe", deploy.Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30443, ProbeNodePort: 30444, ProbePort: 4192}, ""},
+	{"clusterip", deploy.Options{ServiceType: corev1.ServiceTypeClusterIP}, ""},
+	{"loadbalancer-ports", deploy.Options{NodePort: 30445, ProbeNodePort: 30446}, ""},
+	{"identity-image-domain", deploy.Options{IdentitySecret: "gw-certs", Image: "registry.example/mcgate:v1", TrustDomain: "example.org"}, ""},
+	{"ha-nodeport", deploy.Options{HA: true, ServiceType: corev1.ServiceTypeNodePort}, ""},
+}
+
+// TestKustomizeAgrees checks that Render builds what `kubectl kustomize`
+// builds from the same files, so the two ways to install cannot drift.
+func TestKustomizeAgrees(t *testing.T) {
+	for _, c := range installCases {
+		if c.overlay == "" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			out, err := exec.Command("kubectl", "kustomize", filepath.Join("../../deploy", c.overlay)).Output()
+			if err != nil {
+				t.Fatalf("kubectl kustomize %s: %v", c.overlay, err)
+			}
+			want, err := deploy.Decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := deploy.Render(c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareSets(t, got, want)
+		})
+	}
+}
+
+func compareSets(t *testing.T, got, want []*unstructured.Unstructured) {
+	t.Helper()
+	index := func(objs []*unstructured.Unstructured) map[string]any {
+		m := map[string]any{}
+		for _, u := range objs {
+			m[deploy.Key(u)] = prune(u.Object)
+		}
+		return m
+	}
+	g, w := index(got), index(want)
+	for k := range w {
+		if _, ok := g[k]; !ok {
+			t.Errorf("missing %s", k)
+		}
+	}
+	for k, v := range g {
+		wv, ok := w[k]
+		if !ok {
+			t.Errorf("extra %s", k)
+			continue
+		}
+		if !reflect.DeepEqual(v, wv) {
+			t.Errorf("%s differs:\nrender:    %v\nkustomize: %v", k, v, wv)
+		}
+	}
+}
+
+// prune drops empty maps and lists, which apply treats as absent, and
+// normalises numbers (YAML ints vs. converter int64s).
+func prune(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			p := prune(e)
+			if p == nil {
+				continue
+			}
+			out[k] = p
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = prune(e)
+		}
+		return out
+	case int:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case float64:
+		return int64(x)
+	default:
+		return v
+	}
+}
+
+// TestServerDryRun applies every install variant, in YAML and in JSON,
+// with `kubectl apply --dry-run=server` to both real clusters: the API
+// server validates each object (schemas, node port range, RBAC rules).
+func TestServerDryRun(t *testing.T) {
+	env := kubetest.Start(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	for _, cl := range []*kubetest.Cluster{env.East, env.West} {
+		// Server-side dry run checks namespaced objects against an existing
+		// namespace; the install's own Namespace is dry-run too.
+		_, err := cl.Client.CoreV1().Namespaces().Create(ctx,
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: deploy.Namespace}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	remote, err := deploy.RemoteAccess("mirror-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range installCases {
+		objs, err := deploy.Render(c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []string{"yaml", "json"} {
+			for _, cl := range []struct {
+				name, kubeconfig string
+			}{{"east", env.East.Kubeconfig}, {"west", env.West.Kubeconfig}} {
+				name := fmt.Sprintf("%s-%s-%s", c.name, format, cl.name)
+				t.Run(name, func(t *testing.T) { dryRun(t, dir, name, cl.kubeconfig, objs, format) })
+			}
+		}
+	}
+	t.Run("allow", func(t *testing.T) { dryRun(t, dir, "allow", env.East.Kubeconfig, remote, "yaml") })
+}
+
+func dryRun(t *testing.T, dir, name, kubeconfig string, objs []*unstructured.Unstructured, format string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := deploy.Write(&b, objs, format); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, name+"."+format)
+	if err := os.WriteFile(file, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "-f", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl apply --dry-run=server: %v\n%s", err, out)
+	}
+	// One line per object: "<kind>/<name> created (server dry run)".
+	if n := strings.Count(string(out), "(server dry run)"); n != len(objs) {
+		t.Fatalf("%d objects dry-run, want %d:\n%s", n, len(objs), out)
+	}
+}
