@@ -112,9 +112,11 @@ type direction struct {
 	s        *splicer
 	src, dst *side
 	counter  prometheus.Counter
-	token    uint64 // while parked; guarded by the parker's mu
+	state    atomic.Uint32 // its owner, a dirState (see dirstate.go)
+	token    uint64        // while parked; guarded by the parker's mu
 
-	// Owned by the goroutine running copy.
+	// Owned by whoever owns the direction (see dirstate.go): the
+	// goroutine running copy, or the parker.
 	bp       *[]byte   // the copy buffer, from smallBufPool or (large) largeBufPool
 	large    bool      // bp is a large buffer, counted in the budget
 	lastRead time.Time // of the last byte read
@@ -164,7 +166,7 @@ func (s *splicer) abort(cause error) {
 	s.client.abort()
 	s.upstream.abort()
 	for i := range s.dirs {
-		if s.parker.take(&s.dirs[i]) {
+		if s.parker.take(&s.dirs[i], dirEnded) {
 			s.end(nil)
 		}
 	}
@@ -196,9 +198,12 @@ func (s *splicer) idleSince(now time.Time) bool {
 	return s.idle > 0 && now.Sub(time.Unix(0, s.lastActive.Load())) >= s.idle
 }
 
-// run copies until the direction ends or parks.
+// run copies until the direction ends or parks; the goroutine that runs
+// it owns it (state running) until then.
 func (d *direction) run() {
+	d.mustBe(dirRunning)
 	if parked, err := d.copy(); !parked {
+		d.move(dirRunning, dirEnded)
 		d.s.end(err)
 	}
 }
