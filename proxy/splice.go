@@ -230,10 +230,7 @@ func (d *direction) copy() (parked bool, err error) {
 		}
 		switch {
 		case rerr == nil:
-		case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
-			// io.ErrUnexpectedEOF is a TLS peer that closed TCP without
-			// close_notify (common, e.g. openssl s_client); treat it as
-			// the end of its stream.
+		case rerr == io.EOF: // a clean end (fill tells a truncated one apart)
 			dst.closeWrite()
 			return false, nil
 		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || d.canPark):
@@ -279,10 +276,7 @@ func (d *direction) pump() (werr, rerr error) {
 func (d *direction) step() (n int, werr, rerr error) {
 	s, src, dst := d.s, d.src, d.dst
 	buf := *d.bp
-	n, rerr = d.read(buf)
-	if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && d.large {
-		n, rerr = d.readBuffered(buf, n)
-	}
+	n, rerr = d.fill(buf)
 	if n == 0 {
 		return 0, nil, rerr
 	}
@@ -310,16 +304,6 @@ func (d *direction) step() (n int, werr, rerr error) {
 	return n, nil, rerr
 }
 
-// read reads src once: a plain source through pollRead when it is in use,
-// otherwise through its reader (a TLS source's transport reads through
-// pollRead by itself).
-func (d *direction) read(p []byte) (int, error) {
-	if d.poll.ready() && d.src.tr == nil {
-		return d.poll.read(p)
-	}
-	return d.src.r.Read(p)
-}
-
 // putBuf returns the copy buffer to its pool and its budget.
 func (d *direction) putBuf() {
 	if d.large {
@@ -344,32 +328,6 @@ func (s *side) write(p []byte) error {
 		err = ferr
 	}
 	return err
-}
-
-// readBuffered appends to buf[:n] the records crypto/tls already holds
-// decrypted or received, without waiting for the network, so that one write
-// carries several 16 KiB records instead of one each: fewer syscalls and
-// larger segments on the plaintext side. Through pollRead a read that would
-// wait says so at once; otherwise an expired deadline, restored on
-// return, makes the socket read fail at once (no syscall). Either way
-// crypto/tls keeps the error non-fatal and keeps the partial record it holds
-// for the next read.
-func (d *direction) readBuffered(buf []byte, n int) (int, error) {
-	if !d.poll.ready() {
-		d.src.conn.SetReadDeadline(expired)
-		defer func() { d.src.conn.SetReadDeadline(d.s.readDeadline(time.Now(), d.canPark)) }()
-	}
-	for n < len(buf) {
-		m, err := d.src.r.Read(buf[n:])
-		n += m
-		if err != nil {
-			if err == errWouldBlock || errors.Is(err, os.ErrDeadlineExceeded) {
-				err = nil
-			}
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // expired is a deadline in the past.

@@ -48,6 +48,29 @@ func (h *heldConn) Write(p []byte) (int, error) {
 	return h.Conn.Write(p)
 }
 
+// startHold keeps the writes from now on.
+func (h *heldConn) startHold() {
+	h.mu.Lock()
+	h.hold = true
+	h.mu.Unlock()
+}
+
+// take ends the hold and returns what it kept, unsent.
+func (h *heldConn) take() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held := h.held
+	h.hold, h.held = false, nil
+	return held
+}
+
+// heldLen is how many bytes the hold keeps now.
+func (h *heldConn) heldLen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.held)
+}
+
 // TestTLSStateRelease: a gateway's server connection that forgot its
 // client's chain and dropped its input buffers after bulk data goes on
 // reading exactly what the client sends, and a record that had only partly
@@ -98,17 +121,12 @@ func TestTLSStateRelease(t *testing.T) {
 
 	// A record cut in two: the first half arrives, the read times out
 	// waiting for the rest (as before parking), the release keeps it.
-	hc.mu.Lock()
-	hc.hold = true
-	hc.mu.Unlock()
+	hc.startHold()
 	msg := bytes.Repeat([]byte("partial "), 125)
 	if _, err := client.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	hc.mu.Lock()
-	record := hc.held
-	hc.hold, hc.held = false, nil
-	hc.mu.Unlock()
+	record := hc.take()
 	half := len(record) / 2
 	if _, err := c.Write(record[:half]); err != nil {
 		t.Fatal(err)
