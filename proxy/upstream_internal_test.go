@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -142,4 +143,63 @@ func TestTruncatedTLSUpstream(t *testing.T) {
 			})
 		}
 	}
+}
+
+// notifyingCache is a client session cache that says when a ticket is put.
+type notifyingCache struct {
+	tls.ClientSessionCache
+	put chan<- struct{}
+}
+
+func (c notifyingCache) Put(key string, cs *tls.ClientSessionState) {
+	c.ClientSessionCache.Put(key, cs)
+	if cs != nil {
+		c.put <- struct{}{}
+	}
+}
+
+// TestParkedTLSTakesTicket: a post-handshake message (a NewSessionTicket,
+// which a TLS 1.3 server sends after its handshake, here held back until
+// the connection has parked) reaches a parked TLS connection whose input
+// buffers were released; crypto/tls takes it (the client caches the
+// session), and bytes still flow both ways afterwards.
+func TestParkedTLSTakesTicket(t *testing.T) {
+	mustReleaseTLS(t)
+	tickets := make(chan struct{}, 4)
+	u := startUpstreamSplice(t, 5*time.Millisecond, func(client, server *tls.Config, serverRaw *heldConn) {
+		wrap := server.WrapSession
+		server.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			serverRaw.startHold() // the ticket, and all after it until the test sends it
+			return wrap(cs, ss)
+		}
+		client.ClientSessionCache = notifyingCache{client.ClientSessionCache, tickets}
+	})
+	if u.serverRaw.heldLen() == 0 {
+		t.Fatal("the server sent no session ticket")
+	}
+	io.WriteString(u.app, "request")
+	readFull(t, u.server, "request")
+	u.waitParked(t)
+	// Under the parker's lock, which a wake takes before it hands the
+	// direction on, the parked connection is the test's to look at.
+	u.parker.mu.Lock()
+	rawInput := tlsConnAt[bytes.Buffer](u.up, rawInputOffset).Cap()
+	hand := tlsConnAt[bytes.Buffer](u.up, handOffset).Cap()
+	u.parker.mu.Unlock()
+	if rawInput != 0 || hand != 0 {
+		t.Fatalf("parked connection holds input buffers of %d and %d bytes, want them released", rawInput, hand)
+	}
+
+	if _, err := u.serverRaw.Conn.Write(u.serverRaw.take()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tickets:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked connection never took the session ticket")
+	}
+	io.WriteString(u.server, "response")
+	readFull(t, u.app, "response")
+	io.WriteString(u.app, "and more")
+	readFull(t, u.server, "and more")
 }
