@@ -86,7 +86,7 @@ func (s *side) streamEnd(err error) error {
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errTruncated
-	case err == io.EOF && s.tr != nil && s.tr.readEOF:
+	case errors.Is(err, io.EOF) && s.tr != nil && s.tr.readEOF:
 		return errTruncated
 	}
 	return err

@@ -25,10 +25,10 @@ import (
 // closes a parked connection must tell the parker (splicer.abort does):
 // the entry is taken out of the parker under its lock by exactly one of the
 // waker and the aborter, and that one resumes or ends the direction, so each
-// direction ends exactly once. The hand-offs are the moves of the
-// direction's state (dirstate.go), checked where they happen. Pairs whose directions are both parked have no read
-// deadline running; the parker's sweep ends those idle past the idle
-// timeout.
+// direction ends exactly once. These hand-offs are moves of the direction's
+// state (dirstate.go), checked where they happen. Pairs whose directions are
+// both parked have no read deadline running; the parker's sweep ends those
+// idle past the idle timeout.
 
 // errParkerClosed ends directions still parked when their parker is
 // closed; the owner drains every connection first, so it marks a bug.

@@ -20,11 +20,10 @@ import (
 // inside the RawConn.Read that made the short read. run therefore forwards
 // from inside that call: it reads, writes to the destination and reads
 // again, and returns false to the runtime (wait, then call again) only when
-// the socket has nothing more. Each read looks behind the bytes it read in
-// the same syscall (readAndLook): the receive queue was empty then, or held
-// the peer's FIN, which raises no event of its own once the poller reported
-// the bytes it came with. Anything that arrived since set the token, and
-// the wait returns at once. A token left by bytes that read already took
+// the socket has nothing more: each read asks the kernel whether bytes or
+// the peer's FIN are left (readHinted), since a FIN that came with the
+// bytes a read took raises no event of its own. Anything that arrived
+// since set the token, and the wait returns at once. A token left by bytes that read already took
 // costs one read that finds EAGAIN: what net.Conn pays every time.
 //
 // A TLS source reads through its transport, which asks pollRead while run
@@ -48,8 +47,6 @@ type pollRead struct {
 	called     bool // RawConn.Read has called back since run started
 	empty      bool // the last read emptied the socket or found nothing
 	werr, rerr error
-
-	eofNext bool // the last read saw the peer's FIN behind its bytes
 }
 
 // errWouldBlock is a read of pollRead that would have to wait. It is a

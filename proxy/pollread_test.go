@@ -66,10 +66,10 @@ func TestPollReadHeldRecords(t *testing.T) {
 }
 
 // TestPollReadSeesFINBehindBytes: the read that takes the peer's last
-// bytes sees the FIN queued behind them, and the next read reports the
-// end without a syscall. A FIN that came with the bytes raises no event
+// bytes learns of the FIN queued behind them, so the next one reads the
+// end instead of waiting. A FIN that came with the bytes raises no event
 // of its own once the poller has reported them, so a run that waited
-// instead would wait for ever (with parking on, until the park delay).
+// would wait for ever (with parking on, until the park delay).
 func TestPollReadSeesFINBehindBytes(t *testing.T) {
 	peer, c := tcpPair(t)
 	if _, err := io.WriteString(peer, "bye"); err != nil {
@@ -89,7 +89,6 @@ func TestPollReadSeesFINBehindBytes(t *testing.T) {
 	rc.Control(func(fd uintptr) {
 		p.fd = int(fd)
 		n, err = p.read(buf)
-		p.fd = -1 // the next read must not need the socket
 		_, after = p.read(buf)
 	})
 	if string(buf[:n]) != "bye" || err != nil || after != io.EOF {
@@ -97,72 +96,49 @@ func TestPollReadSeesFINBehindBytes(t *testing.T) {
 	}
 }
 
-// TestReadAndLook: what one read of a socket returns, and what it learns
-// of what follows.
-func TestReadAndLook(t *testing.T) {
-	tcp := func(t *testing.T, send string, fin bool) syscall.RawConn {
-		peer, c := tcpPair(t)
-		io.WriteString(peer, send)
-		if fin {
-			peer.(*net.TCPConn).CloseWrite()
-		}
-		rc := rawConn(c)
-		waitFor(t, "what the peer sent in the socket", func() bool {
-			return socketBytes(t, rc) == len(send) && (!fin || tcpState(t, rc) == unix.BPF_TCP_CLOSE_WAIT)
-		})
-		return rc
-	}
+// TestReadHinted: what one read of a socket returns, and whether it says
+// that more follows at once.
+func TestReadHinted(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
-		socket   func(t *testing.T) syscall.RawConn
+		send     string
+		fin      bool
 		bufSize  int
 		want     string
-		wantNext look
+		wantMore bool
 		wantErr  error
 	}{
-		{"bytes then FIN", func(t *testing.T) syscall.RawConn { return tcp(t, "bye", true) }, 64, "bye", lookEOF, nil},
-		{"bytes only", func(t *testing.T) syscall.RawConn { return tcp(t, "hi", false) }, 64, "hi", lookDrained, nil},
-		{"more than the buffer", func(t *testing.T) syscall.RawConn { return tcp(t, "hello, world", true) }, 4, "hell", lookMore, nil},
-		{"FIN only", func(t *testing.T) syscall.RawConn { return tcp(t, "", true) }, 64, "", lookDrained, nil},
-		{"nothing", func(t *testing.T) syscall.RawConn { return tcp(t, "", false) }, 64, "", lookDrained, syscall.EAGAIN},
-		// Packets stand for bytes that arrive between the read and the
-		// look: the look's byte follows the read's.
-		{"a byte behind a short read", func(t *testing.T) syscall.RawConn { return packets(t, "abc", "d") }, 8, "abcd", lookMore, nil},
+		{"bytes then FIN", "bye", true, 64, "bye", true, nil},
+		{"bytes only", "hi", false, 64, "hi", false, nil},
+		{"more than the buffer", "hello, world", false, 4, "hell", true, nil},
+		{"FIN only", "", true, 64, "", true, nil}, // 0 bytes: the end
+		{"nothing", "", false, 64, "", false, syscall.EAGAIN},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := tt.socket(t)
+			peer, c := tcpPair(t)
+			io.WriteString(peer, tt.send)
+			if tt.fin {
+				peer.(*net.TCPConn).CloseWrite()
+			}
+			rc := rawConn(c)
+			if rc == nil {
+				t.Fatal("no TCP_INQ on this kernel: pollRead is never used")
+			}
+			waitFor(t, "what the peer sent in the socket", func() bool {
+				return socketBytes(t, rc) == len(tt.send) && (!tt.fin || tcpState(t, rc) == unix.BPF_TCP_CLOSE_WAIT)
+			})
 			buf := make([]byte, tt.bufSize)
 			var (
 				n    int
-				next look
+				more bool
 				err  error
 			)
-			rc.Control(func(fd uintptr) { n, next, err = readAndLook(int(fd), buf) })
-			if string(buf[:n]) != tt.want || next != tt.wantNext || err != tt.wantErr {
-				t.Fatalf("readAndLook = %q, %d, %v; want %q, %d, %v", buf[:n], next, err, tt.want, tt.wantNext, tt.wantErr)
+			rc.Control(func(fd uintptr) { n, more, err = readHinted(int(fd), buf) })
+			if string(buf[:n]) != tt.want || more != tt.wantMore || err != tt.wantErr {
+				t.Fatalf("readHinted = %q, %v, %v; want %q, %v, %v", buf[:n], more, err, tt.want, tt.wantMore, tt.wantErr)
 			}
 		})
 	}
-}
-
-// packets is a socket that holds each of msgs as a packet of its own.
-func packets(t *testing.T, msgs ...string) syscall.RawConn {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		if _, err := unix.Write(fds[1], []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, w := os.NewFile(uintptr(fds[0]), "packets"), os.NewFile(uintptr(fds[1]), "sender")
-	t.Cleanup(func() { r.Close(); w.Close() })
-	rc, err := r.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc
 }
 
 // tcpState is the TCP state of the socket (unix.BPF_TCP_*).

@@ -230,7 +230,7 @@ func (d *direction) copy() (parked bool, err error) {
 		}
 		switch {
 		case rerr == nil:
-		case rerr == io.EOF: // a clean end (fill tells a truncated one apart)
+		case errors.Is(rerr, io.EOF): // a clean end (fill tells a truncated one apart)
 			dst.closeWrite()
 			return false, nil
 		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || d.canPark):
