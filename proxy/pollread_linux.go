@@ -77,23 +77,23 @@ func (p *pollRead) read(b []byte) (int, error) {
 func readHinted(fd int, b []byte) (n int, more bool, err error) {
 	var (
 		iov = unix.Iovec{Base: unsafe.SliceData(b)}
-		oob [32]byte // room for the TCP_CM_INQ message, unix.CmsgSpace(4)
+		oob [4]uint64 // room for the TCP_CM_INQ message (unix.CmsgSpace(4)), aligned for its header
 		msg unix.Msghdr
 	)
 	iov.SetLen(len(b))
 	msg.Iov = &iov
 	msg.SetIovlen(1)
-	msg.Control = &oob[0]
-	msg.SetControllen(len(oob))
+	msg.Control = (*byte)(unsafe.Pointer(&oob))
+	msg.SetControllen(int(unsafe.Sizeof(oob)))
 	r, _, errno := syscall.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
 	if errno != 0 {
 		return 0, false, errno
 	}
 	n = int(r)
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob))
 	if int(msg.Controllen) < unix.CmsgLen(4) || h.Level != unix.SOL_TCP || h.Type != unix.TCP_CM_INQ {
 		return n, true, nil // no hint: only another read can tell
 	}
-	inq := *(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+	inq := *(*int32)(unsafe.Add(unsafe.Pointer(&oob), unix.CmsgLen(0)))
 	return n, inq > 0, nil
 }
