@@ -24,10 +24,11 @@ import (
 // Closing a descriptor removes it from epoll without a word, so whoever
 // closes a parked connection must tell the parker (splicer.abort does):
 // the entry is taken out of the parker under its lock by exactly one of the
-// waker and the aborter, and that one ends the direction, so each direction
-// ends exactly once. Pairs whose directions are both parked have no read
-// deadline running; the parker's sweep ends those idle past the idle
-// timeout.
+// waker and the aborter, and that one resumes or ends the direction, so each
+// direction ends exactly once. These hand-offs are moves of the direction's
+// state (dirstate.go), checked where they happen. Pairs whose directions are
+// both parked have no read deadline running; the parker's sweep ends those
+// idle past the idle timeout.
 
 // errParkerClosed ends directions still parked when their parker is
 // closed; the owner drains every connection first, so it marks a bug.
@@ -89,6 +90,7 @@ func (p *parker) park(d *direction, rc syscall.RawConn) bool {
 	p.next++
 	tok := p.next
 	d.token = tok
+	d.move(dirRunning, dirParked)
 	p.parked[tok] = d
 	p.mu.Unlock()
 	p.gauge.Inc()
@@ -97,14 +99,14 @@ func (p *parker) park(d *direction, rc syscall.RawConn) bool {
 	if err := p.ep.watch(rc, tok); err != nil {
 		// Closed under us, or epoll refused: if nobody took d meanwhile,
 		// it is ours again and goes on reading.
-		return !p.take(d)
+		return !p.take(d, dirRunning)
 	}
 	return true
 }
 
-// take removes d from the parker if it is parked and reports whether it
-// was: the caller now owns d.
-func (p *parker) take(d *direction) bool {
+// take removes d from the parker if it is parked, moving it to state to
+// (running or ended), and reports whether it was: the caller now owns d.
+func (p *parker) take(d *direction, to dirState) bool {
 	if p == nil {
 		return false
 	}
@@ -113,6 +115,7 @@ func (p *parker) take(d *direction) bool {
 	ok = ok && e == d
 	if ok {
 		delete(p.parked, d.token)
+		d.move(dirParked, to)
 	}
 	p.mu.Unlock()
 	if ok {
@@ -128,6 +131,7 @@ func (p *parker) wake(tok uint64) {
 	d, ok := p.parked[tok]
 	if ok {
 		delete(p.parked, tok)
+		d.move(dirParked, dirRunning)
 	}
 	p.mu.Unlock()
 	if ok {
@@ -170,6 +174,7 @@ func (p *parker) failed(err error) {
 	if !closing {
 		for tok, d := range p.parked {
 			delete(p.parked, tok)
+			d.move(dirParked, dirRunning)
 			left = append(left, d)
 		}
 	}

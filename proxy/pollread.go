@@ -6,9 +6,9 @@ import (
 )
 
 // pollRead reads a direction's source socket the way an event loop does
-// (nginx's "ready" flag): a read that came back short emptied the socket,
-// so the next read waits for the runtime poller to report new bytes instead
-// of asking the kernel first. net.Conn's Read always asks first; on a
+// (nginx's "ready" flag): a read that emptied the socket, as the kernel
+// says with the read (TCP_INQ), makes the next read wait for the runtime
+// poller to report new bytes instead of asking the kernel first. net.Conn's Read always asks first; on a
 // connection that carries requests and answers that ask can only fail with
 // EAGAIN, so a relayed exchange costs two reads that return nothing, one
 // per direction, next to the four that move its bytes.
@@ -20,10 +20,12 @@ import (
 // inside the RawConn.Read that made the short read. run therefore forwards
 // from inside that call: it reads, writes to the destination and reads
 // again, and returns false to the runtime (wait, then call again) only when
-// the socket has nothing more. A short TCP read means the receive queue was
-// empty when it returned; anything that arrived since set the token, and
-// the wait returns at once. A token left by bytes that read already took
-// costs one read that finds EAGAIN: what net.Conn pays every time.
+// the socket has nothing more: no bytes and no FIN, which a short read
+// alone does not tell (readHinted), since a FIN that came with the bytes a
+// read took raises no event of its own. Anything that arrived since set the
+// token, and the wait returns at once. A token left by bytes that read
+// already took costs one read that finds EAGAIN: what net.Conn pays every
+// time.
 //
 // A TLS source reads through its transport, which asks pollRead while run
 // is on (transport.poll) and gives crypto/tls errWouldBlock, a temporary
@@ -44,7 +46,7 @@ type pollRead struct {
 	// While run is on.
 	fd         int
 	called     bool // RawConn.Read has called back since run started
-	empty      bool // the last read came back short or found nothing
+	empty      bool // the last read emptied the socket or found nothing
 	werr, rerr error
 }
 

@@ -112,9 +112,11 @@ type direction struct {
 	s        *splicer
 	src, dst *side
 	counter  prometheus.Counter
-	token    uint64 // while parked; guarded by the parker's mu
+	state    atomic.Uint32 // its owner, a dirState (see dirstate.go)
+	token    uint64        // while parked; guarded by the parker's mu
 
-	// Owned by the goroutine running copy.
+	// Owned by whoever owns the direction (see dirstate.go): the
+	// goroutine running copy, or the parker.
 	bp       *[]byte   // the copy buffer, from smallBufPool or (large) largeBufPool
 	large    bool      // bp is a large buffer, counted in the budget
 	lastRead time.Time // of the last byte read
@@ -164,7 +166,7 @@ func (s *splicer) abort(cause error) {
 	s.client.abort()
 	s.upstream.abort()
 	for i := range s.dirs {
-		if s.parker.take(&s.dirs[i]) {
+		if s.parker.take(&s.dirs[i], dirEnded) {
 			s.end(nil)
 		}
 	}
@@ -196,9 +198,12 @@ func (s *splicer) idleSince(now time.Time) bool {
 	return s.idle > 0 && now.Sub(time.Unix(0, s.lastActive.Load())) >= s.idle
 }
 
-// run copies until the direction ends or parks.
+// run copies until the direction ends or parks; the goroutine that runs
+// it owns it (state running) until then.
 func (d *direction) run() {
+	d.mustBe(dirRunning)
 	if parked, err := d.copy(); !parked {
+		d.move(dirRunning, dirEnded)
 		d.s.end(err)
 	}
 }
@@ -225,10 +230,7 @@ func (d *direction) copy() (parked bool, err error) {
 		}
 		switch {
 		case rerr == nil:
-		case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
-			// io.ErrUnexpectedEOF is a TLS peer that closed TCP without
-			// close_notify (common, e.g. openssl s_client); treat it as
-			// the end of its stream.
+		case errors.Is(rerr, io.EOF): // a clean end (fill tells a truncated one apart)
 			dst.closeWrite()
 			return false, nil
 		case errors.Is(rerr, os.ErrDeadlineExceeded) && (s.idle > 0 || d.canPark):
@@ -274,10 +276,7 @@ func (d *direction) pump() (werr, rerr error) {
 func (d *direction) step() (n int, werr, rerr error) {
 	s, src, dst := d.s, d.src, d.dst
 	buf := *d.bp
-	n, rerr = d.read(buf)
-	if src.tr != nil && n > 0 && rerr == nil && n < len(buf) && d.large {
-		n, rerr = d.readBuffered(buf, n)
-	}
+	n, rerr = d.fill(buf)
 	if n == 0 {
 		return 0, nil, rerr
 	}
@@ -305,16 +304,6 @@ func (d *direction) step() (n int, werr, rerr error) {
 	return n, nil, rerr
 }
 
-// read reads src once: a plain source through pollRead when it is in use,
-// otherwise through its reader (a TLS source's transport reads through
-// pollRead by itself).
-func (d *direction) read(p []byte) (int, error) {
-	if d.poll.ready() && d.src.tr == nil {
-		return d.poll.read(p)
-	}
-	return d.src.r.Read(p)
-}
-
 // putBuf returns the copy buffer to its pool and its budget.
 func (d *direction) putBuf() {
 	if d.large {
@@ -339,32 +328,6 @@ func (s *side) write(p []byte) error {
 		err = ferr
 	}
 	return err
-}
-
-// readBuffered appends to buf[:n] the records crypto/tls already holds
-// decrypted or received, without waiting for the network, so that one write
-// carries several 16 KiB records instead of one each: fewer syscalls and
-// larger segments on the plaintext side. Through pollRead a read that would
-// wait says so at once; otherwise an expired deadline, restored on
-// return, makes the socket read fail at once (no syscall). Either way
-// crypto/tls keeps the error non-fatal and keeps the partial record it holds
-// for the next read.
-func (d *direction) readBuffered(buf []byte, n int) (int, error) {
-	if !d.poll.ready() {
-		d.src.conn.SetReadDeadline(expired)
-		defer func() { d.src.conn.SetReadDeadline(d.s.readDeadline(time.Now(), d.canPark)) }()
-	}
-	for n < len(buf) {
-		m, err := d.src.r.Read(buf[n:])
-		n += m
-		if err != nil {
-			if err == errWouldBlock || errors.Is(err, os.ErrDeadlineExceeded) {
-				err = nil
-			}
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // expired is a deadline in the past.

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"reflect"
+	"runtime"
+	"slices"
 	"unsafe"
 )
 
@@ -21,20 +23,58 @@ import (
 // connection parses anew at each full handshake and keeps (5 KiB) although
 // nothing reads it once the connection is authorized.
 //
-// The fields are found by name and type once; if a Go release renames or
-// retypes them, the offsets stay 0 and connections keep what they hold, as
-// before (TestTLSStateFieldsFound fails first, in CI).
+// This reaches into crypto/tls's unexported fields, so it runs only on the
+// Go releases whose crypto/tls was read against what it assumes
+// (reviewedGoVersions), and only where the fields are found by name and
+// type; anywhere else connections keep what they hold, as crypto/tls would,
+// and the gateway warns at start. TestTLSStateReviewedGoVersion fails on
+// any other release, so that upgrading Go forces a review.
 var (
 	rawInputOffset       = tlsConnField("rawInput", reflect.TypeFor[bytes.Buffer]())
 	handOffset           = tlsConnField("hand", reflect.TypeFor[bytes.Buffer]())
 	peerCertsOffset      = tlsConnField("peerCertificates", reflect.TypeFor[[]*x509.Certificate]())
 	verifiedChainsOffset = tlsConnField("verifiedChains", reflect.TypeFor[[][]*x509.Certificate]())
+
+	tlsFieldsFound = rawInputOffset != 0 && handOffset != 0 && peerCertsOffset != 0 && verifiedChainsOffset != 0
+	releasesTLS    = tlsFieldsFound && slices.Contains(reviewedGoVersions, runtime.Version())
 )
 
-// ReleasesTLSState reports whether this build can release the TLS state of
-// idle connections; the gateway warns at start when it cannot.
-func ReleasesTLSState() bool {
-	return rawInputOffset != 0 && handOffset != 0 && peerCertsOffset != 0 && verifiedChainsOffset != 0
+// reviewedGoVersions are the releases, as runtime.Version names them (an
+// exact match: another patch release, a GOEXPERIMENT build or a devel
+// toolchain may have another crypto/tls), whose crypto/tls source was read
+// and found to keep every assumption below. To add one, read crypto/tls of
+// that release (conn.go, ticket.go, handshake_server*.go,
+// handshake_client_tls13.go) against this list:
+//
+//   - rawInput and hand are read and written only under the input lock
+//     (Conn.in): by Read, the handshake, readRecordOrCCS and the
+//     post-handshake messages Read handles (handlePostHandshakeMessage,
+//     setReadTrafficSecret); never by Write, CloseWrite or Close.
+//   - Decrypted application data (Conn.input) points into rawInput's
+//     memory, and readRecordOrCCS refuses to run while input is unread;
+//     a Read that returned nothing has left input empty.
+//   - A zero bytes.Buffer is a valid rawInput and hand: readFromUntil
+//     grows rawInput, and hand is written with Write, as a record needs.
+//   - A partial record (rawInput) or handshake message (hand) stays in
+//     its buffer across a Read that fails with a timeout (a temporary
+//     net.Error, which does not become the connection's error).
+//   - After the handshake a server reads peerCertificates and
+//     verifiedChains only in ConnectionState and VerifyHostname: its
+//     session tickets (sessionState) are made during the handshake, and
+//     later only through QUIC, which mcgate does not use. A client reads
+//     them when a NewSessionTicket arrives (handleNewSessionTicket), so a
+//     client connection keeps them.
+var reviewedGoVersions = []string{"go1.26.8"}
+
+// ReleasesTLSState reports whether this build releases the TLS state of
+// idle connections; the gateway warns at start when it does not.
+func ReleasesTLSState() bool { return releasesTLS }
+
+// TLSStateReview says why this build does or does not release the TLS
+// state of idle connections: the Go release it runs on, the releases whose
+// crypto/tls was reviewed, and whether the fields were found.
+func TLSStateReview() (goVersion string, reviewed []string, fieldsFound bool) {
+	return runtime.Version(), slices.Clone(reviewedGoVersions), tlsFieldsFound
 }
 
 // tlsConnField is the offset of tls.Conn's field name if it has type t,
@@ -65,6 +105,9 @@ func tlsConnAt[T any](tc *tls.Conn, offset uintptr) *T {
 // parker's hand-off orders this call before the next Read). Writes and
 // Close do not touch them.
 func releaseTLSInput(tc *tls.Conn) {
+	if !releasesTLS {
+		return
+	}
 	for _, off := range [...]uintptr{rawInputOffset, handOffset} {
 		if b := tlsConnAt[bytes.Buffer](tc, off); b != nil && b.Len() == 0 {
 			*b = bytes.Buffer{}
@@ -80,6 +123,9 @@ func releaseTLSInput(tc *tls.Conn) {
 // handshake, before the connection is shared. A client connection must keep
 // its chain: crypto/tls puts it into the session tickets it receives later.
 func forgetPeerChain(tc *tls.Conn) {
+	if !releasesTLS {
+		return
+	}
 	if p := tlsConnAt[[]*x509.Certificate](tc, peerCertsOffset); p != nil {
 		*p = nil
 	}

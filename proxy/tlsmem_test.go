@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +26,32 @@ func TestTLSStateFieldsFound(t *testing.T) {
 			t.Errorf("tls.Conn has no field %s of the expected type", name)
 		}
 	}
+}
+
+// TestTLSStateReviewedGoVersion: this Go's crypto/tls was reviewed against
+// what tlsmem.go assumes. Fields can keep their names and types and change
+// what they mean; on a Go release nobody reviewed the gateway keeps the
+// release off (and warns at start), and this test fails so that upgrading
+// Go forces the review that turns it back on.
+func TestTLSStateReviewedGoVersion(t *testing.T) {
+	if !slices.Contains(reviewedGoVersions, runtime.Version()) {
+		t.Fatalf("crypto/tls of %s was not reviewed for tlsmem.go (reviewed: %v): read it against the list above reviewedGoVersions, then add it",
+			runtime.Version(), reviewedGoVersions)
+	}
 	if !ReleasesTLSState() {
-		t.Error("ReleasesTLSState is false: the gateway would warn at start")
+		t.Error("ReleasesTLSState is false on a reviewed Go: the gateway would warn at start")
+	}
+	if v, reviewed, found := TLSStateReview(); v != runtime.Version() || !slices.Equal(reviewed, reviewedGoVersions) || !found {
+		t.Errorf("TLSStateReview = %s, %v, %v", v, reviewed, found)
+	}
+}
+
+// mustReleaseTLS fails a test of what the release does where this build
+// does not release (see TestTLSStateReviewedGoVersion).
+func mustReleaseTLS(t *testing.T) {
+	t.Helper()
+	if !ReleasesTLSState() {
+		t.Fatalf("this build does not release TLS state on %s (see TestTLSStateReviewedGoVersion)", runtime.Version())
 	}
 }
 
@@ -48,11 +74,35 @@ func (h *heldConn) Write(p []byte) (int, error) {
 	return h.Conn.Write(p)
 }
 
+// startHold keeps the writes from now on.
+func (h *heldConn) startHold() {
+	h.mu.Lock()
+	h.hold = true
+	h.mu.Unlock()
+}
+
+// take ends the hold and returns what it kept, unsent.
+func (h *heldConn) take() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held := h.held
+	h.hold, h.held = false, nil
+	return held
+}
+
+// heldLen is how many bytes the hold keeps now.
+func (h *heldConn) heldLen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.held)
+}
+
 // TestTLSStateRelease: a gateway's server connection that forgot its
 // client's chain and dropped its input buffers after bulk data goes on
 // reading exactly what the client sends, and a record that had only partly
 // arrived when the buffers were released is kept and completed.
 func TestTLSStateRelease(t *testing.T) {
+	mustReleaseTLS(t)
 	c, s := tcpPair(t)
 	hc := &heldConn{Conn: c}
 	clientCfg, serverCfg := mtlsConfigs(t)
@@ -98,17 +148,12 @@ func TestTLSStateRelease(t *testing.T) {
 
 	// A record cut in two: the first half arrives, the read times out
 	// waiting for the rest (as before parking), the release keeps it.
-	hc.mu.Lock()
-	hc.hold = true
-	hc.mu.Unlock()
+	hc.startHold()
 	msg := bytes.Repeat([]byte("partial "), 125)
 	if _, err := client.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	hc.mu.Lock()
-	record := hc.held
-	hc.hold, hc.held = false, nil
-	hc.mu.Unlock()
+	record := hc.take()
 	half := len(record) / 2
 	if _, err := c.Write(record[:half]); err != nil {
 		t.Fatal(err)

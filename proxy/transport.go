@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"sync"
 )
@@ -39,10 +40,12 @@ type transport struct {
 	net.Conn // the TCP connection
 	budget   *bufferBudget
 
-	// readAhead is set by the one goroutine that reads (under crypto/tls's
-	// input lock); rmu guards the buffer against Close from another.
+	// readAhead and readEOF belong to the one goroutine that reads (under
+	// crypto/tls's input lock); rmu guards the buffer against Close from
+	// another.
 	readAhead bool
 	poll      *pollRead // reads the socket while its direction's pollRead runs
+	readEOF   bool      // a socket read returned EOF: the peer's FIN (see errTruncated)
 	rmu       sync.Mutex
 	rbuf      *[]byte // nil when empty
 	r, w      int     // unread bytes are (*rbuf)[r:w]
@@ -90,11 +93,16 @@ func (t *transport) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (t *transport) readSocket(p []byte) (int, error) {
+func (t *transport) readSocket(p []byte) (n int, err error) {
 	if t.poll != nil {
-		return t.poll.read(p)
+		n, err = t.poll.read(p)
+	} else {
+		n, err = t.Conn.Read(p)
 	}
-	return t.Conn.Read(p)
+	if err == io.EOF {
+		t.readEOF = true
+	}
+	return n, err
 }
 
 func (t *transport) releaseRead(bp *[]byte) {

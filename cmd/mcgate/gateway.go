@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,8 +128,9 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		log.Info().Int64("bytes", n).Msg("soft memory limit: 90% of the container's")
 	}
 	if !proxy.ReleasesTLSState() {
-		log.Warn().Str("go", runtime.Version()).
-			Msg("this Go's crypto/tls is not the one mcgate knows: idle connections keep their TLS buffers (about 40 KiB more each)")
+		goVersion, reviewed, found := proxy.TLSStateReview()
+		log.Warn().Str("go", goVersion).Strs("reviewed_go", reviewed).Bool("tls_fields_found", found).
+			Msg("this Go's crypto/tls was not reviewed for mcgate: idle connections keep their TLS buffers (about 40 KiB more each)")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
