@@ -5,7 +5,11 @@
 # The tag is the version the binary reports (`mcgate version`), so that
 # `mcgate install` from the same build renders this image by default.
 # (The Deployment in deploy/ runs it with a read-only root filesystem.)
-FROM golang:1.26 AS build
+# The Go release is pinned: the gateway releases idle connections' TLS
+# buffers only on Go releases whose crypto/tls was reviewed for it
+# (proxy/tlsmem.go, reviewedGoVersions); on any other it runs with the
+# release off and says so at start.
+FROM golang:1.26.8 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
