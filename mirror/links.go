@@ -90,8 +90,9 @@ func (c *controller) invalidLink(st *linkState, err error) {
 		st.remote = nil
 	}
 	st.cfg, st.invalid, st.cfgKey, st.domainErr = nil, err, "", nil // not watching: no verdict
+	cluster := st.cluster
 	c.mu.Unlock()
-	c.m.met.domainMismatch.DeleteLabelValues(st.cluster)
+	c.m.met.domainMismatch.DeleteLabelValues(cluster)
 	c.statusLater(st.name)
 }
 
