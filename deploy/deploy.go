@@ -25,10 +25,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcgate/mcgate/deploy/crds"
+	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
 //go:embed base/*.yaml
@@ -47,6 +49,12 @@ const (
 	AnnotationGatewayIdentity = "mirror.linkerd.io/gateway-identity"
 	AnnotationProbePath       = "mirror.linkerd.io/probe-path"
 	AnnotationProbePeriod     = "mirror.linkerd.io/probe-period"
+	// AnnotationClusterDomain publishes the gateway's --cluster-domain, for
+	// `mcgate link` and the mirror of linked clusters.
+	AnnotationClusterDomain = multicluster.AnnotationClusterDomain
+
+	// DefaultClusterDomain is Kubernetes' default cluster domain.
+	DefaultClusterDomain = "cluster.local"
 
 	// LabelExtension is on every object mcgate installs (as Linkerd's
 	// extension does), so uninstall and check can find them.
@@ -76,6 +84,10 @@ type Options struct {
 	Image string
 	// TrustDomain forms the gateway identity annotation (default cluster.local).
 	TrustDomain string
+	// ClusterDomain is the cluster's DNS domain (default cluster.local): the
+	// gateway's --cluster-domain, published on its Service as
+	// AnnotationClusterDomain.
+	ClusterDomain string
 	// AllowIdentities become the gateway's --allow-identity flags; none
 	// lets any identity issued under the trust anchor connect.
 	AllowIdentities []string
@@ -231,6 +243,12 @@ func (o *Options) validate() error {
 	if o.IdentitySecret == "" {
 		o.IdentitySecret = IdentitySecretName
 	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
+	}
+	if errs := validation.IsDNS1123Subdomain(o.ClusterDomain); len(errs) > 0 {
+		return fmt.Errorf("cluster domain %q: %s", o.ClusterDomain, strings.Join(errs, "; "))
+	}
 	return nil
 }
 
@@ -240,6 +258,7 @@ func (o *Options) deployment(d *appsv1.Deployment) error {
 	if o.Image != "" {
 		c.Image = o.Image
 	}
+	setArg(c, "--cluster-domain", o.ClusterDomain)
 	for _, p := range o.AllowIdentities {
 		c.Args = append(c.Args, "--allow-identity="+p)
 	}
@@ -265,6 +284,18 @@ func (o *Options) deployment(d *appsv1.Deployment) error {
 	return nil
 }
 
+// setArg sets the container's --flag=value argument, in place when the
+// base manifest has it.
+func setArg(c *corev1.Container, flag, value string) {
+	for i, a := range c.Args {
+		if strings.HasPrefix(a, flag+"=") {
+			c.Args[i] = flag + "=" + value
+			return
+		}
+	}
+	c.Args = append(c.Args, flag+"="+value)
+}
+
 func container(spec *corev1.PodSpec) *corev1.Container {
 	for i := range spec.Containers {
 		if spec.Containers[i].Name == containerName {
@@ -280,6 +311,7 @@ func (o *Options) service(s *corev1.Service) error {
 	}
 	s.Spec.Type = o.ServiceType
 	s.Annotations[AnnotationGatewayIdentity] = GatewayIdentity(o.TrustDomain)
+	s.Annotations[AnnotationClusterDomain] = o.ClusterDomain
 	for k, v := range o.ServiceAnnotations {
 		s.Annotations[k] = v
 	}

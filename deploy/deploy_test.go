@@ -14,7 +14,7 @@ import (
 // `mcgate link` read it.
 func TestRenderOptions(t *testing.T) {
 	objs, err := Render(Options{ServiceType: corev1.ServiceTypeNodePort, NodePort: 30443, ProbeNodePort: 30444,
-		ProbePort: 4192, HA: true, IdentitySecret: "gw-certs", Image: "img:v1", TrustDomain: "example.org"})
+		ProbePort: 4192, HA: true, IdentitySecret: "gw-certs", Image: "img:v1", TrustDomain: "example.org", ClusterDomain: "east.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,7 @@ func TestRenderOptions(t *testing.T) {
 		"--identity-dir=/var/run/mcgate/identity", "fieldPath: status.podIP", "fieldPath: metadata.name",
 		"kind: CustomResourceDefinition", "kind: PodDisruptionBudget", "name: linkerd-service-mirror-remote-access-default",
 		"--probe-addr=:4192", "targetPort: probe",
+		"--cluster-domain=east.example", "mcgate.io/cluster-domain: east.example",
 	} {
 		if !strings.Contains(y, want) {
 			t.Errorf("rendered manifests lack %q", want)
@@ -56,6 +57,8 @@ func TestRenderOptions(t *testing.T) {
 		{ServiceType: corev1.ServiceTypeClusterIP, NodePort: 30443},
 		{ServiceType: corev1.ServiceTypeNodePort, NodePort: 80},
 		{ProbePort: 70000},
+		{ClusterDomain: "Cluster_Local"},
+		{ServiceAnnotations: map[string]string{AnnotationClusterDomain: "cluster.local"}},
 	} {
 		if _, err := Render(bad); err == nil {
 			t.Errorf("Render(%+v) succeeded, want an error", bad)
@@ -84,5 +87,30 @@ func TestRemoteAccess(t *testing.T) {
 	subj, _, _ := unstructured.NestedSlice(crb, "subjects")
 	if n := subj[0].(map[string]any)["name"]; n != "mirror-west" {
 		t.Errorf("subject name %v", n)
+	}
+}
+
+// TestRenderClusterDomain: the gateway's flag and its Service's annotation
+// carry the same domain, the default one included, and the flag appears once.
+func TestRenderClusterDomain(t *testing.T) {
+	for _, tc := range []struct{ given, want string }{{"", "cluster.local"}, {"east.example", "east.example"}} {
+		objs, err := Render(Options{ClusterDomain: tc.given})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep, svc, err := GatewayObjects(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flags []string
+		for _, a := range container(&dep.Spec.Template.Spec).Args {
+			if strings.HasPrefix(a, "--cluster-domain") {
+				flags = append(flags, a)
+			}
+		}
+		if len(flags) != 1 || flags[0] != "--cluster-domain="+tc.want || svc.Annotations[AnnotationClusterDomain] != tc.want {
+			t.Errorf("ClusterDomain %q: args %v, annotation %q; want --cluster-domain=%s on both", tc.given, flags,
+				svc.Annotations[AnnotationClusterDomain], tc.want)
+		}
 	}
 }

@@ -37,7 +37,7 @@ type LinkOptions struct {
 	GatewayIdentity  string
 	Selector         string // default mirror.linkerd.io/exported=true
 	APIServerAddress string // replaces the kubeconfig's server, as seen from the source cluster
-	ClusterDomain    string // target's cluster domain (default cluster.local)
+	ClusterDomain    string // target's cluster domain (default: what its gateway Service publishes, else cluster.local; see clusterDomain)
 	TokenDuration    time.Duration
 	CreatedBy        string // linkerd.io/created-by annotation value
 }
@@ -75,7 +75,6 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 		return nil, err
 	}
 	spec.TargetClusterName = o.ClusterName
-	spec.TargetClusterDomain = o.ClusterDomain
 	spec.TargetClusterLinkerdNamespace = "linkerd"
 	spec.ClusterCredentialsSecret = CredentialsSecretName(o.ClusterName)
 	spec.Selector = sel
@@ -127,7 +126,6 @@ func (o *LinkOptions) setDefaults() {
 	def(&o.GatewayName, GatewayName)
 	def(&o.GatewayNamespace, o.Namespace)
 	def(&o.Selector, "mirror.linkerd.io/exported=true")
-	def(&o.ClusterDomain, "cluster.local")
 	if o.TokenDuration == 0 {
 		o.TokenDuration = DefaultTokenDuration
 	}
@@ -173,9 +171,13 @@ func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions
 		if spec.GatewayPort == "" {
 			spec.GatewayPort = "4143"
 		}
+		spec.TargetClusterDomain, _ = clusterDomain(nil, where, o.ClusterDomain)
 		return spec, nil
 	case err != nil:
 		return nil, fmt.Errorf("read gateway Service %s: %w", where, err)
+	}
+	if spec.TargetClusterDomain, err = clusterDomain(svc, where, o.ClusterDomain); err != nil {
+		return nil, err
 	}
 	if spec.GatewayAddress == "" {
 		if spec.GatewayAddress, err = ingressAddresses(svc, where); err != nil {
@@ -199,6 +201,32 @@ func gatewaySpec(ctx context.Context, client kubernetes.Interface, o LinkOptions
 		return nil, err
 	}
 	return spec, nil
+}
+
+// clusterDomain is the Link's targetClusterDomain: given (--cluster-domain),
+// else what the gateway Service svc (nil: none) publishes, else
+// cluster.local. A given domain the Service contradicts is refused: the
+// target's gateway would refuse every connection named in it.
+func clusterDomain(svc *corev1.Service, where, given string) (string, error) {
+	var annotations map[string]string
+	if svc != nil {
+		annotations = svc.Annotations
+	}
+	published, ok := multicluster.GatewayClusterDomain(annotations)
+	switch {
+	case given == "" && ok:
+		return published, nil
+	case given == "":
+		return DefaultClusterDomain, nil
+	case !ok:
+		return given, nil
+	case !multicluster.SameClusterDomain(given, published):
+		return "", fmt.Errorf("--cluster-domain %q disagrees with the target's gateway: Service %s publishes cluster domain %q (annotation %s), "+
+			"the only one it serves, so it would refuse every connection of the Link; leave out --cluster-domain to use %q, "+
+			"or reinstall the target's gateway with mcgate install --cluster-domain %s",
+			given, where, published, AnnotationClusterDomain, published, given)
+	}
+	return published, nil // the same domain, in its canonical form
 }
 
 // ingressAddresses are the load balancer addresses of the gateway Service,

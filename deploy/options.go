@@ -60,6 +60,7 @@ var managedAnnotations = map[string]string{
 	AnnotationGatewayIdentity: "set from --trust-domain",
 	AnnotationProbePath:       "the gateway's probe port serves /ready only",
 	AnnotationProbePeriod:     "set by install",
+	AnnotationClusterDomain:   "set from --cluster-domain",
 }
 
 // validateService checks and defaults the options of the linkerd-gateway

@@ -48,6 +48,10 @@ type linkState struct {
 	cfgKey     string                                // fingerprint of cfg: a change re-checks every mirror
 	gatewayIPs []string                              // resolved gatewayAddress (direct mode)
 	services   map[string]multicluster.ServiceStatus // "<ns>/<name>" of the remote service
+
+	// domainErr: the Link's targetClusterDomain is not the one its
+	// cluster's gateway serves; no mirror is written meanwhile (domain.go).
+	domainErr *domainMismatch
 }
 
 // controller writes mirrors; one exists while this replica leads.

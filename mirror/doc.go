@@ -25,8 +25,11 @@
 //     mcgate.io/egress-ports ("80=4200,443=4201"). Direct mode (Link
 //     annotation mcgate.io/endpoint-mode=direct) points at the remote
 //     gateway as Linkerd does.
-//   - Link status gains conditions Valid (a bad field, named), Credentials
-//     and GatewayAlive; events are recorded on the Link.
+//   - Link status gains conditions Valid (a bad field, named, or a
+//     targetClusterDomain that the linked cluster's gateway Service
+//     contradicts in mcgate.io/cluster-domain: reason ClusterDomainMismatch,
+//     no new mirrors until fixed), Credentials and GatewayAlive; events are
+//     recorded on the Link.
 //   - Deleting a Link deletes its mirrors; a Secret change takes effect
 //     without a restart, and bad credentials keep the running watcher.
 package mirror

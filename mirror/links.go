@@ -40,7 +40,10 @@ func (c *controller) reconcileLink(ctx context.Context, name string) error {
 	secret := sobj.(*corev1.Secret)
 	if running != nil && running.secretVersion == secret.ResourceVersion && running.selector == cfg.Selector.String() {
 		c.statusLater(name)
-		if cfgChanged { // gateway, mode or exclusions changed; status-only updates change nothing
+		// The domain or the gateway Service may have changed (a gateway
+		// Service event enqueues its Link).
+		released := c.recheckDomain(st, cfg, running)
+		if cfgChanged || released { // gateway, mode, exclusions or domain changed; status-only updates change nothing
 			c.resync(name)
 		}
 		return nil
@@ -86,8 +89,10 @@ func (c *controller) invalidLink(st *linkState, err error) {
 		st.remote.stop()
 		st.remote = nil
 	}
-	st.cfg, st.invalid, st.cfgKey = nil, err, ""
+	st.cfg, st.invalid, st.cfgKey, st.domainErr = nil, err, "", nil // not watching: no verdict
+	cluster := st.cluster
 	c.mu.Unlock()
+	c.m.met.domainMismatch.DeleteLabelValues(cluster)
 	c.statusLater(st.name)
 }
 
@@ -127,9 +132,12 @@ func (c *controller) startWatcher(ctx context.Context, st *linkState, cfg *multi
 		c.credentialsFailed(name, err)
 		return nil
 	}
-	r, err := startRemote(ctx, rc, cfg.Selector, secret.ResourceVersion, func(ns, n string) {
-		c.q.Add(key{kind: kService, link: name, ns: ns, name: n})
-	}, func(r *remote) { c.remoteHealthChanged(name, r) })
+	r, err := startRemote(ctx, rc, remoteWatch{
+		selector: cfg.Selector, secretVersion: secret.ResourceVersion, gatewayNamespace: c.m.cfg.Namespace,
+		onService: func(ns, n string) { c.q.Add(key{kind: kService, link: name, ns: ns, name: n}) },
+		onGateway: func() { c.q.Add(key{kind: kLink, link: name}) },
+		onHealth:  func(r *remote) { c.remoteHealthChanged(name, r) },
+	})
 	if err != nil && unreachable(err) {
 		c.unreachable(name, err)
 		// A fixed, short retry: the rate limiter's backoff would grow to
@@ -141,15 +149,17 @@ func (c *controller) startWatcher(ctx context.Context, st *linkState, cfg *multi
 		c.credentialsFailed(name, err)
 		return err // retried with backoff; the old watcher keeps running
 	}
+	mismatch := c.domainVerdict(name, cfg, r) // before any mirror of r is written
 	c.mu.Lock()
-	old := st.remote
-	st.remote, st.credErr, st.connErr = r, nil, nil
+	old, prevMismatch := st.remote, st.domainErr
+	st.remote, st.credErr, st.connErr, st.domainErr = r, nil, nil, mismatch
 	c.mu.Unlock()
 	if old != nil {
 		old.stop()
 	}
 	c.m.met.connected.WithLabelValues(cfg.Cluster).Set(1)
 	c.m.log.Info().Str("link", name).Str("cluster", cfg.Cluster).Msg("watching linked cluster")
+	c.reportDomain(name, cfg.Cluster, prevMismatch, mismatch)
 	c.statusLater(name)
 	c.resync(name)
 	return nil
@@ -175,6 +185,7 @@ func (c *controller) teardownLink(ctx context.Context, name string) error {
 			}
 		}
 		c.m.met.connected.DeleteLabelValues(st.cluster)
+		c.m.met.domainMismatch.DeleteLabelValues(st.cluster)
 	}
 	c.mu.Lock()
 	delete(c.links, name)

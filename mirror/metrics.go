@@ -14,6 +14,8 @@ type metrics struct {
 	reconciles *prometheus.CounterVec // mirror_reconciles_total{result}
 	connected  *prometheus.GaugeVec   // mirror_remote_connected{cluster}
 	egressUsed prometheus.Gauge
+
+	domainMismatch *prometheus.GaugeVec // mirror_link_cluster_domain_mismatch{cluster}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,10 +32,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Reconciles of mirror keys by result."}, []string{"result"}),
 		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mirror_remote_connected",
 			Help: "1 when the Link's cluster watcher runs with working credentials and can list and watch the cluster."}, []string{"cluster"}),
+		domainMismatch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mirror_link_cluster_domain_mismatch",
+			Help: "1 while the Link's targetClusterDomain is not the cluster domain its cluster's gateway Service publishes (mcgate.io/cluster-domain): that gateway would refuse every connection, and no new mirrors are written."}, []string{"cluster"}),
 		egressUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mirror_egress_ports_in_use",
 			Help: "Egress ports allocated to mirrored service ports."}),
 	}
-	for _, c := range []prometheus.Collector{m.leader, m.endpoints, m.repairs, m.writes, m.reconciles, m.connected, m.egressUsed} {
+	for _, c := range []prometheus.Collector{m.leader, m.endpoints, m.repairs, m.writes, m.reconciles, m.connected, m.domainMismatch, m.egressUsed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("mirror: register metrics: %w", err)
 		}

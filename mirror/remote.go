@@ -51,6 +51,7 @@ type remote struct {
 	selector      string
 	services      cache.SharedIndexInformer
 	slices        cache.SharedIndexInformer
+	gateway       cache.SharedIndexInformer // the cluster's gateway Service (domain.go)
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 
@@ -62,27 +63,42 @@ type remote struct {
 	onHealth func(*remote)
 }
 
+// remoteWatch is what a watcher of a linked cluster watches and whom it
+// tells.
+type remoteWatch struct {
+	selector      labels.Selector // of the Services to mirror
+	secretVersion string
+	// gatewayNamespace holds the cluster's gateway Service
+	// (multicluster.GatewayServiceName).
+	gatewayNamespace string
+	// onService receives every remote Service whose mirror may need work;
+	// onGateway runs when the gateway Service changes; onHealth when the
+	// watcher starts or stops failing to reach the cluster (see watchErr).
+	onService func(ns, name string)
+	onGateway func()
+	onHealth  func(*remote)
+}
+
 // startRemote checks the credentials with one list call, then runs the
-// informers and waits for them to sync. handler receives "<ns>/<name>" of
-// every remote Service whose mirror may need work; onHealth runs when the
-// watcher starts or stops failing to reach the cluster (see watchErr).
-func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector, secretVersion string,
-	handler func(ns, name string), onHealth func(*remote)) (*remote, error) {
+// informers and waits for them to sync.
+func startRemote(ctx context.Context, rc *rest.Config, w remoteWatch) (*remote, error) {
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("remote client: %w", err)
 	}
 	cctx, ccancel := context.WithTimeout(ctx, remoteSyncTimeout)
 	defer ccancel()
+	selector := w.selector
 	// Fails fast on bad credentials or RBAC, which an informer would only
 	// retry forever.
 	if _, err := client.CoreV1().Services("").List(cctx, metav1.ListOptions{Limit: 1, LabelSelector: selector.String()}); err != nil {
 		return nil, fmt.Errorf("list remote services: %w", err)
 	}
-	r := &remote{secretVersion: secretVersion, selector: selector.String(), failing: map[string]error{}, onHealth: onHealth}
+	r := &remote{secretVersion: w.secretVersion, selector: selector.String(), failing: map[string]error{}, onHealth: w.onHealth}
 	r.services = newInformer(r.reporting("services", cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", "", func(o *metav1.ListOptions) {
 		o.LabelSelector = selector.String()
 	})), &corev1.Service{}, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	r.gateway = newGatewayInformer(client, w.gatewayNamespace)
 	r.slices = cache.NewSharedIndexInformer(r.reporting("endpointslices", cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", "", noFilter)),
 		&discoveryv1.EndpointSlice{}, 0, cache.Indexers{indexByService: sliceServiceKey})
 	_ = r.slices.SetTransform(reduceSlice)
@@ -92,7 +108,7 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 			obj = d.Obj
 		}
 		if m, ok := obj.(metav1.Object); ok {
-			handler(m.GetNamespace(), m.GetName())
+			w.onService(m.GetNamespace(), m.GetName())
 		}
 	}
 	enqueueOwner := func(obj any) {
@@ -103,7 +119,7 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 			name := s.Labels[discoveryv1.LabelServiceName]
 			// Slices of services we do not mirror are the common case.
 			if _, ok, _ := r.services.GetIndexer().GetByKey(s.Namespace + "/" + name); ok {
-				handler(s.Namespace, name)
+				w.onService(s.Namespace, name)
 			}
 		}
 	}
@@ -117,11 +133,17 @@ func startRemote(ctx context.Context, rc *rest.Config, selector labels.Selector,
 	}); err != nil {
 		return nil, fmt.Errorf("remote handler: %w", err)
 	}
+	if _, err := r.gateway.AddEventHandler(handler(func(any) { w.onGateway() })); err != nil {
+		return nil, fmt.Errorf("remote handler: %w", err)
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	r.wg.Go(func() { r.services.RunWithContext(rctx) })
 	r.wg.Go(func() { r.slices.RunWithContext(rctx) })
-	if !cache.WaitForCacheSync(cctx.Done(), r.services.HasSynced, r.slices.HasSynced) {
+	r.wg.Go(func() { r.gateway.RunWithContext(rctx) })
+	// The gateway Service too: its domain is checked before any mirror is
+	// written.
+	if !cache.WaitForCacheSync(cctx.Done(), r.services.HasSynced, r.slices.HasSynced, r.gateway.HasSynced) {
 		r.stop()
 		return nil, fmt.Errorf("remote caches did not sync within %s", remoteSyncTimeout)
 	}

@@ -30,6 +30,11 @@ func (c *controller) reconcileService(ctx context.Context, link, ns, name string
 		// No working view of the remote cluster: never delete on that.
 		return nil
 	}
+	if c.heldBack(link) {
+		// Mirrors whose every connection the remote gateway would refuse:
+		// none is written, and the existing ones stay as they are.
+		return nil
+	}
 	rsvc := r.service(ns, name)
 	existing, _ := c.m.mirrors.GetIndexer().ByIndex(indexByRemote, cfg.Cluster+"/"+ns+"/"+name)
 	if rsvc == nil || !cfg.Selector.Matches(labels.Set(rsvc.Labels)) {

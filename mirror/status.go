@@ -80,6 +80,10 @@ type linkView struct {
 	watchErr error
 	probe    *probeView                   // nil when the Link's gateway is not probed
 	services []multicluster.ServiceStatus // sorted by remote service
+
+	// domainErr: the Link's targetClusterDomain is not the one its
+	// cluster's gateway serves.
+	domainErr error
 }
 
 // probeView is the verdict of a Link's gateway probes.
@@ -92,6 +96,9 @@ type probeView struct {
 // statusView copies the status-relevant state of st; c.mu must be held.
 func (c *controller) statusView(st *linkState) linkView {
 	v := linkView{invalid: st.invalid, credErr: st.credErr, connErr: st.connErr, watching: st.remote != nil}
+	if st.domainErr != nil { // a nil *domainMismatch must stay a nil error
+		v.domainErr = st.domainErr
+	}
 	if st.remote != nil {
 		v.watchErr = st.remote.watchErr()
 	}
@@ -107,17 +114,24 @@ func (c *controller) statusView(st *linkState) linkView {
 // linkStatus is the status a Link should show, given the status it shows
 // (cur, of the Link's generation gen) and the leader's view: Link-level
 // conditions (Valid, Credentials, GatewayAlive) and one Mirrored condition
-// per remote service. Transition times already on the Link are kept for
-// conditions that did not change (e.g. written by a previous leader).
+// per remote service. Valid is False for a bad field, and for a
+// targetClusterDomain that its cluster's gateway does not serve. Transition
+// times already on the Link are kept for conditions that did not change
+// (e.g. written by a previous leader).
 func linkStatus(cur multicluster.LinkStatus, gen int64, v linkView) multicluster.LinkStatus {
 	next := multicluster.LinkStatus{Conditions: slices.Clone(cur.Conditions), FederatedServices: cur.FederatedServices}
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&next.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
 			Message: msg, ObservedGeneration: gen})
 	}
-	if v.invalid != nil {
+	switch {
+	case v.invalid != nil:
 		set(multicluster.ConditionValid, metav1.ConditionFalse, "InvalidField", v.invalid.Error())
-	} else {
+	case v.domainErr != nil:
+		// Valid as a resource, but not for the cluster it links to: the
+		// condition users and `kubectl wait --for=condition=Valid` read.
+		set(multicluster.ConditionValid, metav1.ConditionFalse, ReasonClusterDomainMismatch, v.domainErr.Error())
+	default:
 		set(multicluster.ConditionValid, metav1.ConditionTrue, "Valid", "")
 	}
 	if status, reason, msg, ok := credentialsCondition(v); ok {

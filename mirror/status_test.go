@@ -57,6 +57,10 @@ func TestLinkStatus(t *testing.T) {
 			cond{"True", "Valid"}, cond{"True", "Connected"}, cond{"True", "ProbeSucceeded"}, ""},
 		{"connected, gateway dead", linkView{watching: true, probe: &probeView{path: "/ready", threshold: 3}},
 			cond{"True", "Valid"}, cond{"True", "Connected"}, cond{"False", "ProbeFailed"}, ""},
+		{"domain disagrees with the gateway's", linkView{watching: true, domainErr: errors.New(`spec.targetClusterDomain is "a"`)},
+			cond{"False", ReasonClusterDomainMismatch}, cond{"True", "Connected"}, cond{}, ""},
+		{"invalid field first", linkView{invalid: errors.New("spec.gatewayPort: bad"), domainErr: errors.New("mismatch")},
+			cond{"False", "InvalidField"}, cond{}, cond{}, ""},
 		{"nothing tried yet: credentials as they were", linkView{},
 			cond{"True", "Valid"}, cond{"True", "Connected"}, cond{}, ""},
 	} {

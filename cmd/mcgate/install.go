@@ -73,6 +73,7 @@ accepted, as other commands take them, but choose nothing; give them to kubectl 
 	f.StringVar(&o.IdentitySecret, "identity-secret", deploy.IdentitySecretName, "Secret with the gateway's tls.crt, tls.key and ca.crt")
 	f.StringVar(&o.Image, "image", "", "mcgate image (default "+deploy.ImageRepository+":<version>, published for releases only)")
 	f.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "trust domain of the gateway identity advertised on the Service")
+	f.StringVar(&o.ClusterDomain, "cluster-domain", deploy.DefaultClusterDomain, "this cluster's DNS domain: the gateway's --cluster-domain, published on its Service (mcgate.io/cluster-domain) for mcgate link and linked clusters' mirrors")
 	f.StringVarP(&fl.output, "output", "o", "yaml", "yaml or json")
 	f.StringVar(&fl.kubeconfig, "kubeconfig", "", "accepted and unused: install contacts no cluster (give it to kubectl apply)")
 	f.StringVar(&fl.context, "context", "", "accepted and unused: install contacts no cluster (give it to kubectl apply)")

@@ -124,7 +124,7 @@ func TestInstallOperatorFlags(t *testing.T) {
 			a := i.service.Annotations
 			if a["service.beta.kubernetes.io/aws-load-balancer-type"] != "nlb" ||
 				a["service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags"] != "team=net,env=prod" ||
-				a["example.com/empty"] != "" || len(a) != 6 || a[deploy.AnnotationGatewayIdentity] == "" {
+				a["example.com/empty"] != "" || len(a) != 7 || a[deploy.AnnotationGatewayIdentity] == "" {
 				return fmt.Errorf("annotations %v", a)
 			}
 			return nil
@@ -152,6 +152,20 @@ func TestInstallOperatorFlags(t *testing.T) {
 			"--gateway-node-port", "20000", "--gateway-probe-node-port", "22767"}, func(i installed) error {
 			if p := i.service.Spec.Ports; p[0].NodePort != 20000 || p[1].NodePort != 22767 {
 				return fmt.Errorf("ports %+v", p)
+			}
+			return nil
+		}, ""},
+		{"cluster-domain", []string{"--cluster-domain", "east.example"}, func(i installed) error {
+			args := i.deployment.Spec.Template.Spec.Containers[0].Args
+			if !slices.Contains(args, "--cluster-domain=east.example") || i.service.Annotations[deploy.AnnotationClusterDomain] != "east.example" {
+				return fmt.Errorf("args %q, annotations %v: want the domain in both", args, i.service.Annotations)
+			}
+			return nil
+		}, ""},
+		{"cluster-domain-default", nil, func(i installed) error {
+			args := i.deployment.Spec.Template.Spec.Containers[0].Args
+			if !slices.Contains(args, "--cluster-domain=cluster.local") || i.service.Annotations[deploy.AnnotationClusterDomain] != "cluster.local" {
+				return fmt.Errorf("args %q, annotations %v: want cluster.local in both", args, i.service.Annotations)
 			}
 			return nil
 		}, ""},
@@ -195,6 +209,8 @@ func TestInstallOperatorFlagErrors(t *testing.T) {
 		{[]string{"--gateway-service-annotation", "bad key=v"}, `gateway service annotation key "bad key"`},
 		{[]string{"--gateway-service-annotation", "a=1", "--gateway-service-annotation", "a=2"}, `a given twice, as "1" and "2"`},
 		{[]string{"--gateway-service-annotation", "mirror.linkerd.io/gateway-identity=x"}, "install sets it (set from --trust-domain)"},
+		{[]string{"--cluster-domain", "Cluster_Local"}, `cluster domain "Cluster_Local": a lowercase RFC 1123 subdomain`},
+		{[]string{"--gateway-service-annotation", "mcgate.io/cluster-domain=x"}, "install sets it (set from --cluster-domain)"},
 		{[]string{"--allow-identity", "spiffe://cluster.local/ns/gw-*"}, `--allow-identity: identity: allow pattern "spiffe://cluster.local/ns/gw-*"`},
 	} {
 		var out, errb bytes.Buffer

@@ -74,9 +74,10 @@ func newLinkCmd() *cobra.Command {
 
 It asks the target for a token of the remote-access ServiceAccount (TokenRequest),
 builds a kubeconfig with that token and the target's CA, and prints the Secret
-cluster-credentials-<cluster-name> and the Link. Gateway address, port, identity and
-probe settings come from the target's linkerd-gateway Service unless given; with a
-NodePort Service the gateway and probe ports are its node ports.`,
+cluster-credentials-<cluster-name> and the Link. Gateway address, port, identity,
+probe settings and cluster domain come from the target's linkerd-gateway Service unless
+given; with a NodePort Service the gateway and probe ports are its node ports. A
+--cluster-domain that the Service's mcgate.io/cluster-domain contradicts is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.ClusterName == "" {
@@ -87,6 +88,7 @@ NodePort Service the gateway and probe ports are its node ports.`,
 				return err
 			}
 			o.CreatedBy = "mcgate " + version
+			o.ClusterDomain = explicitFlag(cmd.Flags(), "cluster-domain")
 			res, err := deploy.Link(cmd.Context(), client, cfg, o)
 			if err != nil {
 				return err
@@ -109,8 +111,18 @@ NodePort Service the gateway and probe ports are its node ports.`,
 	f.StringVar(&o.GatewayIdentity, "gateway-identity", "", "gateway identity (default: the Service's mirror.linkerd.io/gateway-identity)")
 	f.StringVarP(&o.Selector, "selector", "l", "mirror.linkerd.io/exported=true", "label selector of the target's Services to mirror")
 	f.StringVar(&o.APIServerAddress, "api-server-address", "", "target API server URL as the source cluster reaches it (default: the kubeconfig's)")
-	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the target's cluster domain")
+	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the target's cluster domain (when not given: the gateway Service's mcgate.io/cluster-domain, else cluster.local)")
 	f.DurationVar(&o.TokenDuration, "token-duration", deploy.DefaultTokenDuration, "requested lifetime of the credentials' token")
 	f.StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	return cmd
+}
+
+// explicitFlag is the value of the named flag when the user gave it, else
+// "": the default shown in help applies only when the cluster says nothing
+// better.
+func explicitFlag(f *pflag.FlagSet, name string) string {
+	if !f.Changed(name) {
+		return ""
+	}
+	return f.Lookup(name).Value.String()
 }

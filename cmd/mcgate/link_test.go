@@ -20,3 +20,25 @@ func TestLinkGenAlias(t *testing.T) {
 		t.Errorf("mcgate link-gen: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestLinkClusterDomainFlag: only a --cluster-domain the user gives reaches
+// deploy.Link; left out, the target's gateway Service decides (deploy
+// tests that), not the default shown in help.
+func TestLinkClusterDomainFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"--cluster-domain", "east.example"}, "east.example"},
+		{[]string{"--cluster-domain=cluster.local"}, "cluster.local"}, // the default, but given
+	} {
+		cmd := newLinkCmd()
+		if err := cmd.ParseFlags(append([]string{"--cluster-name", "east"}, c.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if got := explicitFlag(cmd.Flags(), "cluster-domain"); got != c.want {
+			t.Errorf("link %v: cluster domain %q, want %q", c.args, got, c.want)
+		}
+	}
+}
