@@ -60,6 +60,7 @@ type controller struct {
 	q      workqueue.TypedRateLimitingInterface[key]
 	alloc  *allocator
 	events record.EventRecorder // on Links
+	memo   *writeMemo           // our last writes, until the informers see them
 
 	mu    sync.Mutex
 	links map[string]*linkState
@@ -75,6 +76,7 @@ func newController(m *Mirror, events record.EventRecorder) *controller {
 		q:      workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[key]{Name: "mirror"}),
 		alloc:  newAllocator(m.cfg.EgressPorts),
 		events: events,
+		memo:   newWriteMemo(),
 		links:  map[string]*linkState{},
 	}
 }

@@ -182,7 +182,10 @@ func TestReconcileServiceStep(t *testing.T) {
 		t.Fatalf("%d API calls for an unchanged mirror: %v", n, s.client.Actions()[before:])
 	}
 
-	// Hand edits of what the mirror owns are undone in one reconcile.
+	// Hand edits of what the mirror owns are undone in one reconcile. The
+	// fake clientset keeps resourceVersions as given; an API server gives
+	// every write a new one, which the mirror relies on (writeMemo).
+	svc.ResourceVersion, sl.ResourceVersion = svc.ResourceVersion+"-edited", sl.ResourceVersion+"-edited"
 	svc.Spec.Selector = map[string]string{"app": "api"}
 	svc.Spec.Ports[0].Port = 9999
 	if _, err := s.client.CoreV1().Services("prod").Update(t.Context(), svc, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {

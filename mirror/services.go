@@ -131,6 +131,8 @@ func (c *controller) deleteMirror(ctx context.Context, s *corev1.Service) error 
 		return fmt.Errorf("delete mirror %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("service", "delete").Inc()
+	c.memo.forget("service/" + s.Namespace + "/" + s.Name)
+	c.memo.forget("endpointslice/" + s.Namespace + "/" + s.Name)
 	c.alloc.release(s.Namespace + "/" + s.Name + ":")
 	c.m.met.egressUsed.Set(float64(c.alloc.inUse()))
 	c.m.met.endpoints.DeleteLabelValues(s.Labels[multicluster.LabelClusterName], s.Name)
@@ -189,6 +191,13 @@ func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkCon
 	if actual != nil && serviceOwnedUpToDate(actual, desired) {
 		return actual, nil
 	}
+	memoKey, cachedRV, fp := "service/"+*desired.Namespace+"/"+*desired.Name, "", fingerprint(desired)
+	if actual != nil {
+		cachedRV = actual.ResourceVersion
+	}
+	if out, ok := c.memo.unseen(memoKey, cachedRV, fp); ok {
+		return out.(*corev1.Service), nil // written already; the cache lags
+	}
 	// Force only when taking back fields of our own mirror (someone edited
 	// it); creating never forces, so a foreign Service is never taken over.
 	out, err := c.m.cfg.Client.CoreV1().Services(rsvc.Namespace).Apply(ctx, desired,
@@ -200,6 +209,7 @@ func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkCon
 		return nil, fmt.Errorf("apply mirror %s/%s: %w", *desired.Namespace, *desired.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("service", "apply").Inc()
+	c.memo.wrote(memoKey, cachedRV, fp, out)
 	return out, nil
 }
 
@@ -257,17 +267,27 @@ func (c *controller) applySlice(ctx context.Context, cfg *multicluster.LinkConfi
 	if st.Alive {
 		ready = len(desired.Endpoints)
 	}
-	if o, ok, _ := c.m.slices.GetStore().GetByKey(mirror.Namespace + "/" + mirror.Name); ok &&
-		sliceUpToDate(o.(*discoveryv1.EndpointSlice), desired) {
-		return ready, nil
+	cachedRV := ""
+	if o, ok, _ := c.m.slices.GetStore().GetByKey(mirror.Namespace + "/" + mirror.Name); ok {
+		cached := o.(*discoveryv1.EndpointSlice)
+		if sliceUpToDate(cached, desired) {
+			return ready, nil
+		}
+		cachedRV = cached.ResourceVersion
+	}
+	memoKey, fp := "endpointslice/"+mirror.Namespace+"/"+mirror.Name, fingerprint(desired)
+	if _, ok := c.memo.unseen(memoKey, cachedRV, fp); ok {
+		return ready, nil // written already; the cache lags
 	}
 	// The slice's endpoints and ports are atomic lists: a forced apply
 	// replaces them whole, hand edits included.
-	if _, err := c.m.cfg.Client.DiscoveryV1().EndpointSlices(mirror.Namespace).Apply(ctx, desired,
-		metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+	out, err := c.m.cfg.Client.DiscoveryV1().EndpointSlices(mirror.Namespace).Apply(ctx, desired,
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	if err != nil {
 		return 0, fmt.Errorf("apply endpointslice %s/%s: %w", mirror.Namespace, mirror.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("endpointslice", "apply").Inc()
+	c.memo.wrote(memoKey, cachedRV, fp, out)
 	return ready, nil
 }
 
