@@ -179,6 +179,30 @@ func TestRenderOptions(t *testing.T) {
 	}
 }
 
+func TestRemoteAccess(t *testing.T) {
+	objs, err := RemoteAccess("mirror-west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, u := range objs {
+		keys = append(keys, Key(u))
+	}
+	want := []string{"Namespace//linkerd-multicluster", "ServiceAccount/linkerd-multicluster/mirror-west",
+		"Secret/linkerd-multicluster/mirror-west-token", "ClusterRole//mirror-west", "ClusterRoleBinding//mirror-west"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("objects %v, want %v", keys, want)
+	}
+	crb := objs[4].Object
+	if n, _, _ := unstructured.NestedString(crb, "roleRef", "name"); n != "mirror-west" {
+		t.Errorf("roleRef.name %q", n)
+	}
+	subj, _, _ := unstructured.NestedSlice(crb, "subjects")
+	if n := subj[0].(map[string]any)["name"]; n != "mirror-west" {
+		t.Errorf("subject name %v", n)
+	}
+}
+
 // TestServerDryRun applies every install variant, in YAML and in JSON,
 // with `kubectl apply --dry-run=server` to both real clusters: the API
 // server validates each object (schemas, node port range, RBAC rules).
