@@ -68,8 +68,9 @@ type fleet struct {
 	dir string
 }
 
-// startFleet sets up the fleet once per test binary: the gateways outlive
-// the test that started them (the clusters do too).
+// startFleet sets the fleet up for test t, which may start it once (the
+// gateways' addresses are fixed): the gateways stop when t ends, and must
+// exit cleanly; the clusters are the package's.
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	env := kubetest.Start(t)
