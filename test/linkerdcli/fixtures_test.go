@@ -61,6 +61,10 @@ var fixtures = []fixture{
 	// --service-account-name of `mcgate allow`, --api-server-address,
 	// --gateway-addresses, --gateway-port, -o json.
 	{file: "link-gen-allow.json", cluster: "east-sa", allow: "west-mirror", mirrored: []string{"api", "web"}},
+	// --gateway=false: a Link for remote discovery through Linkerd's
+	// destination controller. mcgate accepts it and connects, and mirrors
+	// nothing (checked once it has connected): it has no selector.
+	{file: "link-gen-gatewayless.yaml", cluster: "east-nogw", skipped: []string{"api", "web"}},
 }
 
 // TestLinkGenFixtures applies each recorded link-gen output to west, with
@@ -119,8 +123,18 @@ func (f *fleet) testFixture(t *testing.T, fx fixture, backendIP string) {
 			return gatewaytest.EchoOnce(addr, "west to east via "+name)
 		})
 	}
+	f.waitConnected(t, fx.cluster)
 	f.checkMirroredOnly(t, fx, ns)
-	api, err := west.Client.CoreV1().Services(ns).Get(ctx, "api-"+fx.cluster, metav1.GetOptions{})
+	if slices.Contains(fx.mirrored, "api") {
+		f.checkAPIMirror(t, fx, ns)
+	}
+}
+
+// checkAPIMirror checks the labels and annotations api's mirror carries:
+// the fixture's exclusions are dropped, the rest kept.
+func (f *fleet) checkAPIMirror(t *testing.T, fx fixture, ns string) {
+	t.Helper()
+	api, err := f.env.West.Client.CoreV1().Services(ns).Get(t.Context(), "api-"+fx.cluster, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,15 +153,43 @@ func (f *fleet) testFixture(t *testing.T, fx fixture, backendIP string) {
 	}
 }
 
-// checkMirroredOnly reads the Link's status, which lists every Service the
-// Link mirrors once its first sync with east is done: it must hold this
-// namespace's mirrored Services and none of the skipped ones.
-func (f *fleet) checkMirroredOnly(t *testing.T, fx fixture, ns string) {
+// waitConnected waits until west's gateway reports the Link valid and
+// connected to east with its credentials.
+func (f *fleet) waitConnected(t *testing.T, cluster string) {
+	t.Helper()
+	gatewaytest.WaitFor(t, 30*time.Second, "Link "+cluster+" Valid and Credentials True", func() error {
+		u, err := f.dynamic(t).Resource(linkGVR).Namespace(deploy.Namespace).Get(t.Context(), cluster, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		status := map[string]string{}
+		for _, c := range conds {
+			m := c.(map[string]any)
+			status[fmt.Sprint(m["type"])] = fmt.Sprint(m["status"])
+		}
+		if status["Valid"] != "True" || status["Credentials"] != "True" {
+			return fmt.Errorf("conditions %v", status)
+		}
+		return nil
+	})
+}
+
+func (f *fleet) dynamic(t *testing.T) dynamic.Interface {
 	t.Helper()
 	dyn, err := dynamic.NewForConfig(f.env.West.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dyn
+}
+
+// checkMirroredOnly reads the Link's status, which lists every Service the
+// Link mirrors once its first sync with east is done: it must hold this
+// namespace's mirrored Services and none of the skipped ones.
+func (f *fleet) checkMirroredOnly(t *testing.T, fx fixture, ns string) {
+	t.Helper()
+	dyn := f.dynamic(t)
 	want := slices.Clone(fx.mirrored)
 	slices.Sort(want)
 	gatewaytest.WaitFor(t, 30*time.Second, "Link "+fx.cluster+" status listing "+fmt.Sprint(want), func() error {
