@@ -20,7 +20,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -199,35 +198,6 @@ func CRDs() ([]*unstructured.Unstructured, error) {
 		out = append(out, objs...)
 	}
 	return out, nil
-}
-
-// RemoteAccess returns the namespace and the read-only remote-access
-// ServiceAccount, ClusterRole and ClusterRoleBinding for serviceAccount
-// (what `mcgate allow` prints; the install has them for RemoteAccessName).
-func RemoteAccess(serviceAccount string) ([]*unstructured.Unstructured, error) {
-	ns, err := decodeFile(baseFS, "base/namespace.yaml")
-	if err != nil {
-		return nil, err
-	}
-	objs, err := decodeFile(baseFS, "base/remote-access.yaml")
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range objs {
-		u.SetName(serviceAccount)
-		if u.GetKind() == "ClusterRoleBinding" {
-			if err := edit(u, func(b *rbacv1.ClusterRoleBinding) error {
-				b.RoleRef.Name = serviceAccount
-				for i := range b.Subjects {
-					b.Subjects[i].Name = serviceAccount
-				}
-				return nil
-			}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return append(ns, objs...), nil
 }
 
 func (o *Options) validate() error {

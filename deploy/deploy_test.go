@@ -76,11 +76,11 @@ func TestRemoteAccess(t *testing.T) {
 		keys = append(keys, Key(u))
 	}
 	want := []string{"Namespace//linkerd-multicluster", "ServiceAccount/linkerd-multicluster/mirror-west",
-		"ClusterRole//mirror-west", "ClusterRoleBinding//mirror-west"}
+		"Secret/linkerd-multicluster/mirror-west-token", "ClusterRole//mirror-west", "ClusterRoleBinding//mirror-west"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Fatalf("objects %v, want %v", keys, want)
 	}
-	crb := objs[3].Object
+	crb := objs[4].Object
 	if n, _, _ := unstructured.NestedString(crb, "roleRef", "name"); n != "mirror-west" {
 		t.Errorf("roleRef.name %q", n)
 	}

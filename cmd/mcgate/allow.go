@@ -15,8 +15,11 @@ func newAllowCmd() *cobra.Command {
 		Short: "Print read-only remote-access RBAC for another ServiceAccount (apply to the target cluster)",
 		Long: `Print the namespace linkerd-multicluster and a ServiceAccount, ClusterRole and
 ClusterRoleBinding with the remote-access rights of linkerd-service-mirror-remote-access-default
-(get/list/watch services, endpoints, endpointslices, namespaces; create/patch events),
-for one source cluster to use its own credentials: mcgate link --service-account-name <name>.`,
+(get/list/watch services, endpoints, endpointslices, namespaces; create/patch events;
+get the ConfigMap linkerd-config), for one source cluster to use its own credentials:
+mcgate link --service-account-name <name>. Like linkerd multicluster allow, it also prints
+the Secret <name>-token of type kubernetes.io/service-account-token, which the cluster's
+token controller fills in and linkerd multicluster link-gen --service-account-name <name> reads.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if sa == "" {

@@ -31,8 +31,8 @@ func TestInstallFlags(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
 		t.Fatal(err)
 	}
-	if list.Kind != "List" || len(list.Items) != 13 {
-		t.Fatalf("kind %s with %d items, want a List of 13", list.Kind, len(list.Items))
+	if list.Kind != "List" || len(list.Items) != 14 {
+		t.Fatalf("kind %s with %d items, want a List of 14", list.Kind, len(list.Items))
 	}
 	js := out.String()
 	for _, want := range []string{`"type": "NodePort"`, `"nodePort": 30443`, `"nodePort": 30444`, `"port": 4192`, `"replicas": 3`,
