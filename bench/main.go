@@ -8,6 +8,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"math"
@@ -175,30 +176,7 @@ func cliMain(args []string) error {
 
 // run measures the limits, then every table, system and scenario.
 func run(ctx context.Context, c config) (*report, error) {
-	if c.Loopback != "" {
-		loopback = c.Loopback
-	}
-	nofile := raiseNoFile()
-	idleNote := ""
-	if m := maxIdleConns(nofile); c.Opts.IdleConns > m {
-		idleNote = fmt.Sprintf("idle capped at %d connections (asked %d): RLIMIT_NOFILE is %d here and a proxy needs 2 descriptors per connection",
-			m, c.Opts.IdleConns, nofile)
-		c.Log("%s", idleNote)
-		c.Opts.IdleConns = m
-	}
-	cpus := runtime.NumCPU()
-	pinned := c.Pin && cpus >= 2
-	if pinned {
-		if err := pinSelf(0); err != nil {
-			c.Log("pinning the load generator failed, running unpinned: %v", err)
-			pinned = false
-		}
-	}
-	if c.Install {
-		if err := installPeers(c); err != nil {
-			c.Log("installing peers: %v (missing peers are reported as such)", err)
-		}
-	}
+	h := prepareHost(&c)
 	work, err := os.MkdirTemp("", "mcgate-bench-")
 	if err != nil {
 		return nil, err
@@ -208,15 +186,7 @@ func run(ctx context.Context, c config) (*report, error) {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	p, err := makePKI(work, c.McgateBin)
-	if err != nil {
-		return nil, fmt.Errorf("certificates: %w", err)
-	}
-	clientTLS, serverTLS, err := tlsConfigs(p)
+	base, serverTLS, err := newBaseEnv(c, h, work)
 	if err != nil {
 		return nil, err
 	}
@@ -226,58 +196,132 @@ func run(ctx context.Context, c config) (*report, error) {
 	}
 	defer be.close()
 
-	rep := &report{Mode: c.Mode, Start: time.Now(), LoadStart: loadAvg(), Opts: c.Opts, Pinned: pinned, PKI: p.Source,
-		Versions: versions(c), Notes: map[string]string{}, NoFile: nofile, Repeat: c.Repeat}
-	if idleNote != "" {
-		rep.Notes["idle"] = idleNote
-	}
+	rep := newReport(c, h, base.pki)
 	proxyCore := ""
-	if pinned {
+	if h.pinned {
 		proxyCore = "1"
 	}
 	c.Log("physical limits…")
-	rep.Limits = measureLimits(ctx, c.Limits, proxyCore, self)
-
+	rep.Limits = measureLimits(ctx, c.Limits, proxyCore, base.self)
 	for _, cores := range c.Tables {
-		scs := selectScenarios(c.Scenarios)
-		if cores > 1 && len(c.Wide) > 0 {
-			scs = selectScenarios(c.Wide)
-		}
-		e := &env{nofile: nofile, work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, baseBin: c.BaselineBin, self: self, threads: cores, clientTLS: clientTLS}
-		if pinned {
-			e.cores = coreList(cores, cpus)
-		}
-		table := fmt.Sprintf("%d core", cores)
-		if cores > 1 {
-			table += "s"
-		}
-		rep.Tables = append(rep.Tables, table)
-		var systems []*system
-		for _, sys := range selectSystems(c.Systems, c.BaselineBin != "") {
-			if err := sys.check(e); err != nil {
-				rep.Notes[sys.name] = "not available: " + err.Error()
-				c.Log("%s: skipped: %v", sys.name, err)
-				continue
-			}
-			systems = append(systems, sys)
-		}
-		for _, tunnel := range []bool{false, true} {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			var group []scenario
-			for _, sc := range scs {
-				if sc.Tunnel == tunnel {
-					group = append(group, sc)
-				}
-			}
-			if len(group) > 0 {
-				rep.Results = append(rep.Results, runPhase(ctx, c, e, systems, tunnel, group, be, table)...)
-			}
+		if err := runTable(ctx, c, rep, h, *base, cores, be); err != nil {
+			return rep, err
 		}
 	}
 	rep.End, rep.LoadEnd = time.Now(), loadAvg()
 	return rep, nil
+}
+
+// host is what run learns of this machine before it measures anything.
+type host struct {
+	nofile   uint64
+	cpus     int
+	pinned   bool   // the load generator runs on core 0, proxies on the others
+	idleNote string // why fewer idle connections than asked, if so
+}
+
+// prepareHost raises the descriptor limit and caps c's idle connections to
+// it, pins the load generator and installs the peers, as c asks.
+func prepareHost(c *config) host {
+	if c.Loopback != "" {
+		loopback = c.Loopback
+	}
+	h := host{nofile: raiseNoFile(), cpus: runtime.NumCPU()}
+	if m := maxIdleConns(h.nofile); c.Opts.IdleConns > m {
+		h.idleNote = fmt.Sprintf("idle capped at %d connections (asked %d): RLIMIT_NOFILE is %d here and a proxy needs 2 descriptors per connection",
+			m, c.Opts.IdleConns, h.nofile)
+		c.Log("%s", h.idleNote)
+		c.Opts.IdleConns = m
+	}
+	h.pinned = c.Pin && h.cpus >= 2
+	if h.pinned {
+		if err := pinSelf(0); err != nil {
+			c.Log("pinning the load generator failed, running unpinned: %v", err)
+			h.pinned = false
+		}
+	}
+	if c.Install {
+		if err := installPeers(*c); err != nil {
+			c.Log("installing peers: %v (missing peers are reported as such)", err)
+		}
+	}
+	return h
+}
+
+// newBaseEnv makes the run's certificates in work and returns what every
+// table's systems share, and the backends' TLS configuration.
+func newBaseEnv(c config, h host, work string) (*env, *tls.Config, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := makePKI(work, c.McgateBin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificates: %w", err)
+	}
+	clientTLS, serverTLS, err := tlsConfigs(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &env{nofile: h.nofile, work: work, pki: p, cache: c.Cache, mcgateBin: c.McgateBin, baseBin: c.BaselineBin, self: self, clientTLS: clientTLS}, serverTLS, nil
+}
+
+func newReport(c config, h host, p *pki) *report {
+	rep := &report{Mode: c.Mode, Start: time.Now(), LoadStart: loadAvg(), Opts: c.Opts, Pinned: h.pinned, PKI: p.Source,
+		Versions: versions(c), Notes: map[string]string{}, NoFile: h.nofile, Repeat: c.Repeat}
+	if h.idleNote != "" {
+		rep.Notes["idle"] = h.idleNote
+	}
+	return rep
+}
+
+// runTable runs the table of the given cores: every available system, the
+// plain scenarios first, then the tunnelled ones.
+func runTable(ctx context.Context, c config, rep *report, h host, e env, cores int, be *backends) error {
+	scs := selectScenarios(c.Scenarios)
+	if cores > 1 && len(c.Wide) > 0 {
+		scs = selectScenarios(c.Wide)
+	}
+	e.threads = cores
+	if h.pinned {
+		e.cores = coreList(cores, h.cpus)
+	}
+	table := fmt.Sprintf("%d core", cores)
+	if cores > 1 {
+		table += "s"
+	}
+	rep.Tables = append(rep.Tables, table)
+	systems := availableSystems(c, rep, &e)
+	for _, tunnel := range []bool{false, true} {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var group []scenario
+		for _, sc := range scs {
+			if sc.Tunnel == tunnel {
+				group = append(group, sc)
+			}
+		}
+		if len(group) > 0 {
+			rep.Results = append(rep.Results, runPhase(ctx, c, &e, systems, tunnel, group, be, table)...)
+		}
+	}
+	return nil
+}
+
+// availableSystems returns the selected systems that can run here, and
+// notes in rep why the others cannot.
+func availableSystems(c config, rep *report, e *env) []*system {
+	var systems []*system
+	for _, sys := range selectSystems(c.Systems, c.BaselineBin != "") {
+		if err := sys.check(e); err != nil {
+			rep.Notes[sys.name] = "not available: " + err.Error()
+			c.Log("%s: skipped: %v", sys.name, err)
+			continue
+		}
+		systems = append(systems, sys)
+	}
+	return systems
 }
 
 // runPhase starts every system at once (ingress, or the egress→ingress

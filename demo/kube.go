@@ -124,155 +124,220 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-func runKube(bin, kubeDir string, keep bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// kubeDemo is the demo on the two clusters of make kube-up.
+type kubeDemo struct {
+	*demo
+	east, west *cluster
+	gateways   []*exec.Cmd
+}
+
+func newKubeDemo(ctx context.Context, bin, kubeDir string) (*kubeDemo, error) {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	east, err := loadCluster(kubeDir, "east")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	west, err := loadCluster(kubeDir, "west")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "mcgate-kube-demo-")
+	d, err := newDemo(ctx, bin, "mcgate-kube-demo-")
+	if err != nil {
+		return nil, err
+	}
+	return &kubeDemo{demo: d, east: east, west: west}, nil
+}
+
+func runKube(bin, kubeDir string, keep bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := newKubeDemo(ctx, bin, kubeDir)
 	if err != nil {
 		return err
 	}
-	p := func(name string) string { return filepath.Join(dir, name) }
-	fmt.Printf("mcgate demo on two real clusters (make kube-up): east and west; files in %s\n", dir)
+	fmt.Printf("mcgate demo on two real clusters (make kube-up): east and west; files in %s\n", d.dir)
+	if err := d.install(); err != nil {
+		return err
+	}
+	step("Create the shared trust anchor and each gateway's identity (mcgate identity)")
+	if err := d.createIdentities(); err != nil {
+		return err
+	}
+	if err := d.storeIdentities(); err != nil {
+		return err
+	}
+	defer d.stopGateways(keep)
+	if err := d.startGateways(); err != nil {
+		return err
+	}
+	backend, err := d.exportAPIFromEast()
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	if err := d.link(); err != nil {
+		return err
+	}
+	addr, err := d.mirroredAddress()
+	if err != nil {
+		return err
+	}
+	step("Send traffic: a west client (no sidecar) → api-east → west gateway → mTLS → east gateway → api")
+	if err := sendRequests(addr); err != nil {
+		return err
+	}
+	if err := d.showGatewayAlive(); err != nil {
+		return err
+	}
+	if err := d.runCLI(); err != nil {
+		return err
+	}
+	fmt.Println("\nDemo done.")
+	return nil
+}
 
+func (d *kubeDemo) clusters() []*cluster { return []*cluster{d.east, d.west} }
+
+// install applies mcgate install to both clusters, without the gateway's
+// Deployment: the demo's gateways run as host processes.
+func (d *kubeDemo) install() error {
 	step("Install mcgate in both clusters (mcgate install | apply; the gateways run here as host processes, so the Deployment is left out)")
-	out, err := exec.Command(bin, "install").Output()
+	out, err := exec.Command(d.bin, "install").Output()
 	if err != nil {
 		return fmt.Errorf("mcgate install: %w", err)
 	}
-	for _, c := range []*cluster{east, west} {
-		applied, err := c.apply(ctx, out, "Deployment", "PodDisruptionBudget")
+	for _, c := range d.clusters() {
+		applied, err := c.apply(d.ctx, out, "Deployment", "PodDisruptionBudget")
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		fmt.Printf("    %s: %s\n", c.name, strings.Join(applied, " "))
 	}
+	return nil
+}
 
-	step("Create the shared trust anchor and each gateway's identity (mcgate identity)")
-	for _, c := range [][]string{
-		{"identity", "anchor", "--out-cert", p("ca.crt"), "--out-key", p("ca.key")},
-		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("east-issuer.crt"), "--out-key", p("east-issuer.key")},
-		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("west-issuer.crt"), "--out-key", p("west-issuer.key")},
-		{"identity", "leaf", "--ca", p("east-issuer.crt"), "--ca-key", p("east-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("east-gateway")},
-		{"identity", "leaf", "--ca", p("west-issuer.crt"), "--ca-key", p("west-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("west-gateway")},
-	} {
-		if err := sh(bin, c...); err != nil {
-			return err
-		}
-	}
-
+func (d *kubeDemo) storeIdentities() error {
 	step("Store each gateway's identity in the Secret linkerd-gateway-identity (what the Deployment mounts, and what check reads)")
-	for _, c := range []*cluster{east, west} {
-		if err := identitySecret(ctx, c, p(c.name+"-gateway")); err != nil {
+	for _, c := range d.clusters() {
+		if err := identitySecret(d.ctx, c, d.path(c.name+"-gateway")); err != nil {
 			return err
 		}
 		fmt.Printf("    %s: secret/linkerd-gateway-identity\n", c.name)
 	}
+	return nil
+}
 
+// startGateways starts a gateway per cluster and waits until it is ready;
+// stopGateways stops those that started.
+func (d *kubeDemo) startGateways() error {
 	step("Start both gateways (mcgate gateway --kubeconfig …): mTLS ingress, egress listeners and the mirror in one process")
-	var gateways []*exec.Cmd
-	defer func() {
-		if keep {
-			fmt.Printf("\nGateways left running. Stop them and the clusters with: make kube-down\n")
-			return
-		}
-		step("Stop both gateways with SIGTERM")
-		for _, g := range gateways {
-			g.Process.Signal(syscall.SIGTERM)
-			fmt.Printf("    pid %d: %s\n", g.Process.Pid, exitText(g.Wait()))
-		}
-		os.RemoveAll(dir)
-	}()
 	for _, g := range []struct {
 		c  *cluster
 		ip string
-	}{{east, kubeEastGW}, {west, kubeWestGW}} {
-		cmd, err := startGateway(bin, p(g.c.name+".log"), "--kubeconfig", g.c.kubeconfig,
-			"--identity-dir", p(g.c.name+"-gateway"), "--cluster-name", g.c.name,
+	}{{d.east, kubeEastGW}, {d.west, kubeWestGW}} {
+		cmd, err := startGateway(d.bin, d.path(g.c.name+".log"), "--kubeconfig", g.c.kubeconfig,
+			"--identity-dir", d.path(g.c.name+"-gateway"), "--cluster-name", g.c.name,
 			"--listen-addr", g.ip+":4143", "--admin-addr", g.ip+":4191",
 			"--advertise-address", g.ip, "--egress-host", g.ip, "--log-level", "info")
 		if err != nil {
 			return err
 		}
-		gateways = append(gateways, cmd)
-		if err := waitReady(ctx, g.ip+":4191"); err != nil {
-			return fmt.Errorf("%w\n%s", err, tail(p(g.c.name+".log")))
+		d.gateways = append(d.gateways, cmd)
+		if err := waitReady(d.ctx, g.ip+":4191"); err != nil {
+			return fmt.Errorf("%w\n%s", err, tail(d.path(g.c.name+".log")))
 		}
 	}
+	return nil
+}
 
+func (d *kubeDemo) stopGateways(keep bool) {
+	if keep {
+		fmt.Printf("\nGateways left running. Stop them and the clusters with: make kube-down\n")
+		return
+	}
+	step("Stop both gateways with SIGTERM")
+	for _, g := range d.gateways {
+		g.Process.Signal(syscall.SIGTERM)
+		fmt.Printf("    pid %d: %s\n", g.Process.Pid, exitText(g.Wait()))
+	}
+	os.RemoveAll(d.dir)
+}
+
+// exportAPIFromEast starts api's backend and exports api from east; the
+// caller closes the backend.
+func (d *kubeDemo) exportAPIFromEast() (net.Listener, error) {
 	step("Export api.production in east: a Service labelled mirror.linkerd.io/exported=true, its backend on %s", kubeBackend)
 	backend, err := net.Listen("tcp", kubeBackend)
 	if err != nil {
-		return fmt.Errorf("backend (is this running inside netns mcgate-kube?): %w", err)
+		return nil, fmt.Errorf("backend (is this running inside netns mcgate-kube?): %w", err)
 	}
-	defer backend.Close()
 	go serveEcho(backend)
-	if err := exportAPI(ctx, east); err != nil {
-		return err
+	if err := exportAPI(d.ctx, d.east); err != nil {
+		backend.Close()
+		return nil, err
 	}
-	for _, c := range []*cluster{east, west} {
-		if err := ensureNamespace(ctx, c, "production"); err != nil {
-			return err
+	for _, c := range d.clusters() {
+		if err := ensureNamespace(d.ctx, c, "production"); err != nil {
+			backend.Close()
+			return nil, err
 		}
 	}
+	return backend, nil
+}
 
+// link applies to west what mcgate link writes from east.
+func (d *kubeDemo) link() error {
 	step("Link west to east: mcgate link runs against east, its output is applied to west")
-	linkArgs := []string{"link", "--kubeconfig", east.kubeconfig, "--cluster-name", "east",
+	linkArgs := []string{"link", "--kubeconfig", d.east.kubeconfig, "--cluster-name", "east",
 		"--gateway-addresses", kubeEastGW, "--gateway-port", "4143"}
 	fmt.Printf("    $ mcgate %s | kubectl --kubeconfig west apply -f -\n", strings.Join(linkArgs, " "))
-	linkOut, err := exec.Command(bin, linkArgs...).Output()
+	linkOut, err := exec.Command(d.bin, linkArgs...).Output()
 	if err != nil {
 		return fmt.Errorf("mcgate link: %w", exitStderr(err))
 	}
-	applied, err := west.apply(ctx, linkOut)
+	applied, err := d.west.apply(d.ctx, linkOut)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    west: %s\n", strings.Join(applied, " "))
+	return nil
+}
 
+// mirroredAddress waits for the mirror's api-east in west and returns the
+// address of its ready endpoint.
+func (d *kubeDemo) mirroredAddress() (string, error) {
 	step("The mirror creates api-east in west, with an EndpointSlice pointing at west's gateway")
-	addr, err := waitMirror(ctx, west)
+	addr, err := waitMirror(d.ctx, d.west)
 	if err != nil {
-		return fmt.Errorf("%w\nwest gateway log:\n%s", err, tail(p("west.log")))
+		return "", fmt.Errorf("%w\nwest gateway log:\n%s", err, tail(d.path("west.log")))
 	}
 	fmt.Printf("    service/api-east.production → EndpointSlice endpoint %s (ready)\n", addr)
+	return addr, nil
+}
 
-	step("Send traffic: a west client (no sidecar) → api-east → west gateway → mTLS → east gateway → api")
-	for i := 1; i <= 3; i++ {
-		msg := fmt.Sprintf("request %d from west", i)
-		got, err := echoOnce(addr, msg)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("    sent %q, got back %q\n", msg, got)
-	}
-
+func (d *kubeDemo) showGatewayAlive() error {
 	step("West's gateway probes east's gateway; the Link's status says so")
-	if err := waitGatewayAlive(ctx, west, "east"); err != nil {
+	if err := waitGatewayAlive(d.ctx, d.west, "east"); err != nil {
 		return err
 	}
 	fmt.Println("    link/east: condition GatewayAlive=True")
+	return nil
+}
 
+// runCLI runs mcgate gateways and mcgate check against west.
+func (d *kubeDemo) runCLI() error {
 	// Both kubeconfigs at once, so that check can reach east through the
 	// context named after the Link and compare the trust anchors.
-	both := "KUBECONFIG=" + east.kubeconfig + ":" + west.kubeconfig
+	both := "KUBECONFIG=" + d.east.kubeconfig + ":" + d.west.kubeconfig
 	for _, args := range [][]string{
 		{"gateways", "--context", "west", "--admin-addr", kubeWestGW + ":4191"},
 		{"check", "--context", "west", "--admin-addr", kubeWestGW + ":4191"},
 	} {
 		step("mcgate %s", strings.Join(args, " "))
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(d.bin, args...)
 		cmd.Env = append(os.Environ(), both)
 		out, err := cmd.CombinedOutput()
 		fmt.Print(indent(string(out)))
@@ -280,7 +345,6 @@ func runKube(bin, kubeDir string, keep bool) error {
 			return fmt.Errorf("mcgate %s: %w", args[0], err)
 		}
 	}
-	fmt.Println("\nDemo done.")
 	return nil
 }
 

@@ -14,7 +14,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,10 +21,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -74,131 +71,54 @@ func sh(bin string, args ...string) error {
 	return nil
 }
 
-func run(bin string, keep bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "mcgate-demo-")
-	if err != nil {
-		return err
-	}
-	p := func(name string) string { return filepath.Join(dir, name) }
-	fmt.Printf("mcgate demo: two gateways on this machine (east on 127.0.0.2, west on 127.0.0.3); files in %s\n", dir)
+// demo is what the steps of either demo share: the mcgate binary, the
+// folder of its files, and the context that Ctrl-C ends.
+type demo struct {
+	ctx context.Context
+	bin string
+	dir string
+}
 
-	step("Create the shared trust anchor, an issuer per cluster and each gateway's identity (mcgate identity)")
-	cmds := [][]string{
+func newDemo(ctx context.Context, bin, dirPattern string) (*demo, error) {
+	dir, err := os.MkdirTemp("", dirPattern)
+	if err != nil {
+		return nil, err
+	}
+	return &demo{ctx: ctx, bin: bin, dir: dir}, nil
+}
+
+// path names a file in the demo's folder.
+func (d *demo) path(name string) string { return filepath.Join(d.dir, name) }
+
+// createIdentities runs mcgate identity: the shared trust anchor, an issuer
+// per cluster, each gateway's leaf, then the extra commands.
+func (d *demo) createIdentities(extra ...[]string) error {
+	p := d.path
+	cmds := append([][]string{
 		{"identity", "anchor", "--out-cert", p("ca.crt"), "--out-key", p("ca.key")},
 		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("east-issuer.crt"), "--out-key", p("east-issuer.key")},
 		{"identity", "issuer", "--ca", p("ca.crt"), "--ca-key", p("ca.key"), "--out-cert", p("west-issuer.crt"), "--out-key", p("west-issuer.key")},
 		{"identity", "leaf", "--ca", p("east-issuer.crt"), "--ca-key", p("east-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("east-gateway")},
 		{"identity", "leaf", "--ca", p("west-issuer.crt"), "--ca-key", p("west-issuer.key"), "--anchor", p("ca.crt"), "--out-dir", p("west-gateway")},
-		{"identity", "leaf", "--ca", p("west-issuer.crt"), "--ca-key", p("west-issuer.key"), "--anchor", p("ca.crt"),
-			"--service-account", "web", "--namespace", "west", "--out-dir", p("west-client")},
-	}
+	}, extra...)
 	for _, c := range cmds {
-		if err := sh(bin, c...); err != nil {
+		if err := sh(d.bin, c...); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	step("Start the backend of east's exported service api.production (an echo server)")
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer backend.Close()
-	go serveEcho(backend)
-	fmt.Printf("    api.production:8080 → %s\n", backend.Addr())
-
-	step("Start the east gateway: exports api.production, mTLS on %s", eastIngress)
-	os.WriteFile(p("east.yaml"), fmt.Appendf(nil, "services:\n- name: api\n  namespace: production\n  ports:\n  - port: 8080\n    endpoints: [%q]\n", backend.Addr().String()), 0o644)
-	east, err := startGateway(bin, p("east.log"), "--identity-dir", p("east-gateway"), "--listen-addr", eastIngress,
-		"--admin-addr", eastAdmin, "--static-config", p("east.yaml"), "--cluster-name", "east")
-	if err != nil {
-		return err
-	}
-	step("Start the west gateway: egress listener %s tunnels to east's api over mTLS", westEgress)
-	os.WriteFile(p("west.yaml"), fmt.Appendf(nil, "egress:\n- listen: %s\n  cluster: east\n  gatewayAddress: %s\n  gatewayIdentity: %s\n  target: api.production.svc.cluster.local:8080\n",
-		westEgress, eastIngress, gatewayID), 0o644)
-	west, err := startGateway(bin, p("west.log"), "--identity-dir", p("west-gateway"), "--listen-addr", westIngress,
-		"--admin-addr", westAdmin, "--static-config", p("west.yaml"), "--cluster-name", "west")
-	if err != nil {
-		east.Process.Kill()
-		return err
-	}
-	gateways := []*exec.Cmd{east, west}
-	defer func() {
-		if keep {
-			return
-		}
-		step("Stop both gateways with SIGTERM (they drain, then exit 0)")
-		for _, g := range gateways {
-			g.Process.Signal(syscall.SIGTERM)
-			err := g.Wait()
-			fmt.Printf("    pid %d exited: %v\n", g.Process.Pid, exitText(err))
-		}
-		os.RemoveAll(dir)
-	}()
-	for _, a := range []string{eastAdmin, westAdmin} {
-		if err := waitReady(ctx, a); err != nil {
-			return err
-		}
-		fmt.Printf("    curl http://%s/ready → 200 ready\n", a)
-	}
-
-	step("Send traffic: a west app (no sidecar, plain TCP) → west egress → mTLS → east gateway → api")
+// sendRequests sends three requests through addr and prints what came back.
+func sendRequests(addr string) error {
 	for i := 1; i <= 3; i++ {
 		msg := fmt.Sprintf("request %d from west", i)
-		got, err := echoOnce(westEgress, msg)
+		got, err := echoOnce(addr, msg)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("    sent %q, got back %q\n", msg, got)
 	}
-
-	if _, err := exec.LookPath("openssl"); err == nil {
-		step("A foreign TLS client: openssl s_client straight to east's gateway, routed by SNI")
-		args := []string{"s_client", "-connect", eastIngress, "-servername", "api.production.svc.cluster.local",
-			"-cert", p("west-client/tls.crt"), "-cert_chain", p("west-issuer.crt"), "-key", p("west-client/tls.key"),
-			"-CAfile", p("ca.crt"), "-verify_return_error", "-quiet"}
-		fmt.Printf("    $ echo hello | openssl %s\n", strings.Join(args, " "))
-		line, err := opensslOnce(ctx, args, "hello from openssl")
-		if err != nil {
-			return err
-		}
-		fmt.Printf("    → %s\n", line)
-	}
-
-	step("Refused: a name nobody exported never reaches a backend")
-	args := []string{"s_client", "-connect", eastIngress, "-servername", "db.production.svc.cluster.local",
-		"-cert", p("west-client/tls.crt"), "-cert_chain", p("west-issuer.crt"), "-key", p("west-client/tls.key"),
-		"-CAfile", p("ca.crt"), "-quiet"}
-	if _, err := exec.LookPath("openssl"); err == nil {
-		if _, err := opensslOnce(ctx, args, "x"); err == nil {
-			return errors.New("the unexported name was reachable")
-		}
-		fmt.Println("    db.production.svc.cluster.local → connection closed (reason not_exported, see below)")
-	}
-
-	step("Metrics (curl http://<admin>/metrics)")
-	for _, m := range []struct{ admin, prefix string }{
-		{westAdmin, "gateway_requests_total"}, {eastAdmin, "gateway_requests_total"},
-		{eastAdmin, "gateway_refused_connections_total"}, {eastAdmin, "gateway_handshake_duration_seconds_count"},
-		{westAdmin, "gateway_handshake_duration_seconds_count"},
-	} {
-		lines, err := metricLines(m.admin, m.prefix)
-		if err != nil {
-			return err
-		}
-		for _, l := range lines {
-			fmt.Printf("    %s  %s\n", m.admin, l)
-		}
-	}
-	if keep {
-		fmt.Printf("\nGateways left running (pids %d, %d). Stop them with: kill %d %d\nLogs: %s %s\n",
-			east.Process.Pid, west.Process.Pid, east.Process.Pid, west.Process.Pid, p("east.log"), p("west.log"))
-		return nil
-	}
-	fmt.Println("\nDemo done.")
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestFileSourceLoads(t *testing.T) {
@@ -176,7 +177,9 @@ func TestFileSourceRun(t *testing.T) {
 		bad := other.Leaf(t, "bad", "prod", identity.CertOptions{})
 		writeDir(t, d, other, bad, ca.Anchor.Cert)
 	})
-	eventually(t, func() bool { return metricValue(t, reg, "identity_reloads_total", "failure") == 1 })
+	wait.Until(t, 10*time.Second, "one failed reload counted", func() bool {
+		return metricValue(t, reg, "identity_reloads_total", "failure") == 1
+	})
 	if got := src.Name(); got != testpki.Name(t, "web", "prod") {
 		t.Fatalf("after a bad swap Name() = %v", got)
 	}
@@ -206,21 +209,6 @@ func waitFor(t *testing.T, ch <-chan struct{}) {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the source did not load the new files")
-	}
-}
-
-// eventually polls cond until it holds, for at most 10 seconds.
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatal("condition not met within 10s")
-		case <-tick.C:
-		}
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
+
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // fakeGateway answers probes in memory, so synctest can drive time.
@@ -266,25 +268,11 @@ func TestRealHTTP(t *testing.T) {
 	w.Set([]Target{tg})
 	stop := runWorkers(t, w)
 	defer stop()
-	waitFor(t, func() bool { return value(t, w.m.success.WithLabelValues("east")) >= 1 })
+	wait.Until(t, 10*time.Second, "a successful probe of east", func() bool { return value(t, w.m.success.WithLabelValues("east")) >= 1 })
 	ready.Store(false)
-	waitFor(t, func() bool { return !w.Alive("east") })
+	wait.Until(t, 10*time.Second, "east not alive", func() bool { return !w.Alive("east") })
 	ready.Store(true)
-	waitFor(t, func() bool { return w.Alive("east") })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatal("condition not met within 10s")
-		case <-tick.C:
-		}
-	}
+	wait.Until(t, 10*time.Second, "east alive again", func() bool { return w.Alive("east") })
 }
 
 func value(t *testing.T, m prometheus.Metric) float64 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -82,7 +83,7 @@ func TestBufferBudget(t *testing.T) {
 			if p := peak.Load(); p > budget {
 				t.Errorf("bulk buffers peaked at %d bytes on one hop, budget %d", p, budget)
 			}
-			eventually(t, "every bulk buffer given back", func() bool {
+			wait.Until(t, 10*time.Second, "every bulk buffer given back", func() bool {
 				for _, reg := range r.regs {
 					if counter(t, reg, "gateway_buffer_bytes", nil) != 0 {
 						return false

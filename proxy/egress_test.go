@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -104,7 +105,7 @@ func TestEgressToIngress(t *testing.T) {
 				t.Errorf("egress gateway_requests_total{cluster=east} = %v, want 3", got)
 			}
 			// The first connection's session ticket lets the next ones resume.
-			eventually(t, "a resumed handshake", func() bool {
+			wait.Until(t, 10*time.Second, "a resumed handshake", func() bool {
 				return counter(t, p.reg, "gateway_handshake_duration_seconds", map[string]string{"direction": "egress", "resumed": "true"}) >= 1
 			})
 		})
@@ -201,7 +202,7 @@ func TestEgressWrongGatewayIdentity(t *testing.T) {
 	if n, _ := io.Copy(io.Discard, c); n != 0 {
 		t.Fatalf("got %d bytes through an unverified gateway", n)
 	}
-	eventually(t, "gateway_unavailable", func() bool {
+	wait.Until(t, 10*time.Second, "gateway_unavailable", func() bool {
 		return counter(t, reg, "gateway_refused_connections_total", map[string]string{"direction": "egress", "reason": "gateway_unavailable"}) == 1
 	})
 	if be.Accepted.Load() != before {

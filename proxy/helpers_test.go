@@ -23,10 +23,7 @@ const (
 	gwNS = "linkerd-multicluster"
 )
 
-type (
-	syncBuffer = testproxy.SyncBuffer
-	routes     = testproxy.Routes
-)
+type routes = testproxy.Routes
 
 func newBackend(t *testing.T) *testproxy.Backend { return testproxy.NewEchoBackend(t) }
 
@@ -37,7 +34,7 @@ type gateway struct {
 	dir    string
 	src    *identity.FileSource
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *testproxy.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -98,12 +95,6 @@ func echo(c net.Conn, msg string) (string, error) {
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	return testproxy.Metric(t, reg, name, labels)
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testproxy.Eventually(t, 10*time.Second, what, cond)
 }
 
 // readErr reports the error a refused TLS client sees on its first read:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -126,7 +127,7 @@ func TestIngressRefusals(t *testing.T) {
 				if err == nil {
 					t.Fatal("connection was not refused")
 				}
-				eventually(t, "handshake failure "+tt.reason, func() bool {
+				wait.Until(t, 10*time.Second, "handshake failure "+tt.reason, func() bool {
 					return counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": tt.reason}) >= 1
 				})
 			})
@@ -144,7 +145,7 @@ func TestIngressRefusals(t *testing.T) {
 		if n, _ := io.Copy(io.Discard, c); n > 0 {
 			t.Logf("server answered %d bytes (a TLS alert)", n)
 		}
-		eventually(t, "not_tls", func() bool {
+		wait.Until(t, 10*time.Second, "not_tls", func() bool {
 			return counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "not_tls"}) >= 1
 		})
 	})
@@ -158,7 +159,7 @@ func TestIngressRefusals(t *testing.T) {
 		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header and one byte
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		io.Copy(io.Discard, c) // returns when the server gives up
-		eventually(t, "timeout", func() bool {
+		wait.Until(t, 10*time.Second, "timeout", func() bool {
 			return counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "timeout"}) >= 1
 		})
 	})
@@ -214,7 +215,7 @@ func TestIngressRefusals(t *testing.T) {
 			if err := readErr(c); err == nil {
 				t.Fatal("connection was not refused")
 			}
-			eventually(t, "refusal "+tt.reason, func() bool {
+			wait.Until(t, 10*time.Second, "refusal "+tt.reason, func() bool {
 				return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": tt.reason}) >= 1
 			})
 			if n := be.Accepted.Load() - before; n != 0 {
@@ -287,7 +288,7 @@ func TestIngressDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw.cancel()
-	eventually(t, "draining", gw.Draining)
+	wait.Until(t, 10*time.Second, "draining", gw.Draining)
 	if _, err := dialTLS(t, addr, client, "api.production.svc.cluster.local"); err == nil {
 		t.Fatal("new connection accepted while draining")
 	}
@@ -397,7 +398,7 @@ func TestIngressConnectionLimit(t *testing.T) {
 	if _, err := bufio.NewReader(c).ReadByte(); err == nil {
 		t.Fatal("third connection got data")
 	}
-	eventually(t, "connection_limit", func() bool {
+	wait.Until(t, 10*time.Second, "connection_limit", func() bool {
 		return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "connection_limit"}) == 1
 	})
 	for _, c := range open {
@@ -444,7 +445,7 @@ func TestIngressDrainTimeoutStuckWriter(t *testing.T) {
 	backend := <-held
 	defer backend.Close()
 	toUpstream := map[string]string{"direction": "ingress", "flow": "to_upstream"}
-	eventually(t, "the gateway writing to the backend", func() bool {
+	wait.Until(t, 10*time.Second, "the gateway writing to the backend", func() bool {
 		return counter(t, gw.reg, "gateway_bytes_total", toUpstream) >= 64<<10
 	})
 	gw.cancel()

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // TestParkerFailureResumes: when the epoll descriptor fails under the
@@ -30,9 +32,9 @@ func TestParkerFailureResumes(t *testing.T) {
 	bytes := prometheus.NewCounter(prometheus.CounterOpts{Name: "bytes"})
 	newSplicer(o, plainSide(client), plainSide(upstream), bytes, bytes, func(err error) { done <- err }).start()
 
-	waitFor(t, "both directions parked", func() bool { return o.parker.parkedLen() == 2 })
+	wait.Until(t, 10*time.Second, "both directions parked", func() bool { return o.parker.parkedLen() == 2 })
 	o.parker.ep.close() // the descriptor fails: the parker's wait returns an error
-	waitFor(t, "both directions resumed", func() bool { return o.parker.parkedLen() == 0 })
+	wait.Until(t, 10*time.Second, "both directions resumed", func() bool { return o.parker.parkedLen() == 0 })
 	for _, way := range [][2]net.Conn{{app, backend}, {backend, app}} {
 		if _, err := io.WriteString(way[0], "ping"); err != nil {
 			t.Fatal(err)

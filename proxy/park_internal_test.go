@@ -5,22 +5,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond until it holds, failing t after 10 s (testproxy has
-// the same, but imports this package).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
+	"github.com/mcgate/mcgate/internal/testenv/wait"
+)
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (dialed, accepted net.Conn) {
@@ -49,7 +36,7 @@ func TestTrackerLateCloseWith(t *testing.T) {
 	}
 	drained := make(chan int, 1)
 	go func() { drained <- tr.drain(0) }()
-	waitFor(t, "drain past its deadline", func() bool {
+	wait.Until(t, 10*time.Second, "drain past its deadline", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return tr.closed

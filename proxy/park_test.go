@@ -19,6 +19,7 @@ import (
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -45,7 +46,7 @@ type parkRoute struct {
 	// stop ends the first hop's Run (its drain included).
 	stop func() error
 	// logs of the ingress gateway.
-	logs *syncBuffer
+	logs *testproxy.SyncBuffer
 }
 
 var routeKinds = []string{"ingress", "tunnel"}
@@ -118,7 +119,7 @@ func (r *parkRoute) gauge(t *testing.T, name string) int {
 // waitParked waits until perHop directions are parked on every hop, in all.
 func (r *parkRoute) waitParked(t *testing.T, perHop int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d parked directions per hop", perHop), func() bool {
+	wait.Until(t, 10*time.Second, fmt.Sprintf("%d parked directions per hop", perHop), func() bool {
 		return r.gauge(t, "gateway_parked_directions") == perHop*r.hops
 	})
 }
@@ -126,7 +127,7 @@ func (r *parkRoute) waitParked(t *testing.T, perHop int) {
 // waitClosed waits until no hop has an open connection or a parked direction.
 func (r *parkRoute) waitClosed(t *testing.T) {
 	t.Helper()
-	eventually(t, "every connection closed, nothing parked", func() bool {
+	wait.Until(t, 10*time.Second, "every connection closed, nothing parked", func() bool {
 		return r.gauge(t, "gateway_open_connections") == 0 && r.gauge(t, "gateway_parked_directions") == 0
 	})
 }
@@ -205,11 +206,11 @@ func TestParkedIngressResumes(t *testing.T) {
 			sent := 0
 			for i, msg := range []string{first, "after parking", "after parking again"} {
 				if i > 0 {
-					eventually(t, "both directions parked", func() bool { return parked() == 2 })
+					wait.Until(t, 10*time.Second, "both directions parked", func() bool { return parked() == 2 })
 					if n := gw.OpenConns(); n != 1 {
 						t.Fatalf("OpenConns = %d with the connection parked, want 1", n)
 					}
-					eventually(t, "no goroutine left for the parked connection", func() bool { return connGoroutines() == 0 })
+					wait.Until(t, 10*time.Second, "no goroutine left for the parked connection", func() bool { return connGoroutines() == 0 })
 				}
 				if got, err := echo(c, msg); err != nil || got != msg {
 					t.Fatalf("echo %d = %q, %v; want %q", i, got, err, msg)
@@ -217,7 +218,7 @@ func TestParkedIngressResumes(t *testing.T) {
 				sent += len(msg)
 			}
 			c.Close()
-			eventually(t, "connection closed, nothing parked", func() bool { return gw.OpenConns() == 0 && parked() == 0 })
+			wait.Until(t, 10*time.Second, "connection closed, nothing parked", func() bool { return gw.OpenConns() == 0 && parked() == 0 })
 			if up, down := bytesTotal("to_upstream")-up0, bytesTotal("to_client")-down0; up != float64(sent) || down != float64(sent) {
 				t.Errorf("bytes to_upstream %v, to_client %v; want %d each", up, down, sent)
 			}
@@ -234,7 +235,7 @@ func TestParkedTunnelResumes(t *testing.T) {
 	for i, msg := range []string{"before", "after parking", "after parking again"} {
 		if i > 0 {
 			r.waitParked(t, 2)
-			eventually(t, "no goroutine left for the parked connection", func() bool { return connGoroutines() == 0 })
+			wait.Until(t, 10*time.Second, "no goroutine left for the parked connection", func() bool { return connGoroutines() == 0 })
 		}
 		if got, err := echo(c, msg); err != nil || got != msg {
 			t.Fatalf("echo %d = %q, %v; want %q", i, got, err, msg)
@@ -378,7 +379,7 @@ func TestIdlePairWithOneActiveDirection(t *testing.T) {
 		sent += len(chunk)
 	}
 	write()
-	eventually(t, "the backend's direction parked", func() bool { return r.gauge(t, "gateway_parked_directions") >= 1 })
+	wait.Until(t, 10*time.Second, "the backend's direction parked", func() bool { return r.gauge(t, "gateway_parked_directions") >= 1 })
 	// Bytes keep flowing one way for three idle timeouts.
 	tick := time.NewTicker(idle / 10)
 	defer tick.Stop()
@@ -415,7 +416,7 @@ func TestDrainWithParkedConnections(t *testing.T) {
 			r.waitParked(t, 2*len(conns))
 			stopped := make(chan error, 1)
 			go func() { stopped <- r.stop() }()
-			eventually(t, "first hop refusing connections", r.firstHopRefuses)
+			wait.Until(t, 10*time.Second, "first hop refusing connections", r.firstHopRefuses)
 			for i, c := range conns {
 				if got, err := echo(c, "during drain"); err != nil || got != "during drain" {
 					t.Fatalf("connection %d during drain: %q, %v", i, got, err)
@@ -565,7 +566,7 @@ func TestParkChurn(t *testing.T) {
 			}
 			mu.Unlock()
 			r.waitClosed(t)
-			eventually(t, "connection goroutines gone", func() bool { return connGoroutines() == 0 })
+			wait.Until(t, 10*time.Second, "connection goroutines gone", func() bool { return connGoroutines() == 0 })
 		})
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // TestPollReadHeldRecords: when the read deadline has passed before a run
@@ -77,7 +79,7 @@ func TestPollReadSeesFINBehindBytes(t *testing.T) {
 	}
 	peer.(*net.TCPConn).CloseWrite()
 	rc := rawConn(c)
-	waitFor(t, "the bytes and the FIN in the socket", func() bool {
+	wait.Until(t, 10*time.Second, "the bytes and the FIN in the socket", func() bool {
 		return tcpState(t, rc) == unix.BPF_TCP_CLOSE_WAIT && socketBytes(t, rc) == 3
 	})
 	p := pollRead{conn: c}
@@ -124,7 +126,7 @@ func TestReadHinted(t *testing.T) {
 			if rc == nil {
 				t.Fatal("no TCP_INQ on this kernel: pollRead is never used")
 			}
-			waitFor(t, "what the peer sent in the socket", func() bool {
+			wait.Until(t, 10*time.Second, "what the peer sent in the socket", func() bool {
 				return socketBytes(t, rc) == len(tt.send) && (!tt.fin || tcpState(t, rc) == unix.BPF_TCP_CLOSE_WAIT)
 			})
 			buf := make([]byte, tt.bufSize)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // TestIngressHandshakeReasons: refusals the identity package makes for
@@ -44,7 +45,7 @@ func TestIngressHandshakeReasons(t *testing.T) {
 					t.Fatal("connection was not refused")
 				}
 			}
-			eventually(t, "reason "+tt.reason, func() bool {
+			wait.Until(t, 10*time.Second, "reason "+tt.reason, func() bool {
 				return counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": tt.reason}) >= 1
 			})
 		})
@@ -68,7 +69,7 @@ func TestIngressMalformedHello(t *testing.T) {
 	c.Write(hello)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	io.Copy(io.Discard, c)
-	eventually(t, "bad_handshake_message", func() bool {
+	wait.Until(t, 10*time.Second, "bad_handshake_message", func() bool {
 		return counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "bad_handshake_message"}) >= 1
 	})
 }

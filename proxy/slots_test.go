@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -36,10 +37,10 @@ func TestIngressHandshakeEviction(t *testing.T) {
 	}
 	// Slots are taken in each connection's goroutine: wait until the slow
 	// ones hold both, or a newcomer scheduled first could take one.
-	eventually(t, "slow clients in their handshakes", func() bool { return gw.HandshakesInProgress() == 2 })
+	wait.Until(t, 10*time.Second, "slow clients in their handshakes", func() bool { return gw.HandshakesInProgress() == 2 })
 	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	// Until the slow ones are old enough (5 s here), newcomers are refused.
-	eventually(t, "slow handshakes hold both slots", func() bool {
+	wait.Until(t, 10*time.Second, "slow handshakes hold both slots", func() bool {
 		c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
 		if err == nil {
 			err = readErr(c)
@@ -47,20 +48,14 @@ func TestIngressHandshakeEviction(t *testing.T) {
 		}
 		return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "handshake_limit"}) >= 1
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for ; ; <-tick.C {
+	wait.Until(t, 20*time.Second, "good client gets a handshake slot", func() bool {
 		c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
-		if err == nil {
-			if got, err := echo(c, "hello"); err == nil && got == "hello" {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("good client never got a handshake slot")
-		}
-	}
+		got, err := echo(c, "hello")
+		return err == nil && got == "hello"
+	})
 	// Slots are taken in each connection's goroutine, so either slow client
 	// may be the oldest: one of them must have been closed by the eviction.
 	closed := make(chan error, len(slow))
@@ -112,12 +107,12 @@ func TestIngressHandshakesPerSource(t *testing.T) {
 	}
 	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	good.ServerName = "api.production.svc.cluster.local"
-	eventually(t, "five stalled handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 5 })
+	wait.Until(t, 10*time.Second, "five stalled handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 5 })
 	if n := counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}); n != 0 {
 		t.Fatalf("%v handshakes refused below half the slots", n)
 	}
 	// Now at half: 127.0.0.1, over its share of 2, is refused.
-	eventually(t, "the sixth handshake from 127.0.0.1 refused", func() bool {
+	wait.Until(t, 10*time.Second, "the sixth handshake from 127.0.0.1 refused", func() bool {
 		if c, err := tls.Dial("tcp", addr, good); err == nil {
 			readErr(c)
 			c.Close()
@@ -160,7 +155,7 @@ func TestIngressOneBusySourceNotRefused(t *testing.T) {
 		defer c.Close()
 		c.Write([]byte{0x16, 0x03, 0x01})
 	}
-	eventually(t, "ten handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 10 })
+	wait.Until(t, 10*time.Second, "ten handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 10 })
 	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
 	c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // TestTransportReadsAhead: records that arrived together are read from the
@@ -33,7 +35,7 @@ func TestTransportReadsAhead(t *testing.T) {
 	// does not depend on how fast loopback delivers them.
 	tcp := serverRaw.Conn.(*net.TCPConn)
 	rc, _ := tcp.SyscallConn()
-	waitFor(t, "all three records in the socket", func() bool { return socketBytes(t, rc) >= len(payload) })
+	wait.Until(t, 10*time.Second, "all three records in the socket", func() bool { return socketBytes(t, rc) >= len(payload) })
 	before := serverRaw.reads.Load()
 	d.large = true // a bulk buffer: fill gathers what is held
 	n, err := d.fill(buf)

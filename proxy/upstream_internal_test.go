@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // upstreamSplice is a splice as an egress gateway makes it: a plain side
@@ -69,7 +71,7 @@ func startUpstreamSplice(t *testing.T, parkDelay time.Duration, adjust func(clie
 // waitParked waits until both directions are parked.
 func (u *upstreamSplice) waitParked(t *testing.T) {
 	t.Helper()
-	waitFor(t, "both directions parked", func() bool { return u.parker.parkedLen() == 2 })
+	wait.Until(t, 10*time.Second, "both directions parked", func() bool { return u.parker.parkedLen() == 2 })
 }
 
 // readFull reads len(want) bytes from c and fails t unless they are want.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -14,12 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // These tests run the real binary: certificates from `mcgate identity`,
@@ -85,26 +85,9 @@ func freePort(t *testing.T, ip string) string {
 // proc is a running gateway process.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testproxy.SyncBuffer
 	admin  string
 	done   chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func startProc(t *testing.T, admin string, args ...string) *proc {
@@ -115,7 +98,7 @@ func startProc(t *testing.T, admin string, args ...string) *proc {
 // startProcEnv is startProc with env as the process environment (nil: ours).
 func startProcEnv(t *testing.T, env []string, admin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &lockedBuffer{}, admin: admin, done: make(chan error, 1)}
+	p := &proc{stderr: &testproxy.SyncBuffer{}, admin: admin, done: make(chan error, 1)}
 	p.cmd = exec.Command(mcgateBin(t), append([]string{"gateway", "--admin-addr", admin, "--log-level", "debug"}, args...)...)
 	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
@@ -133,29 +116,29 @@ func startProcEnv(t *testing.T, env []string, admin string, args ...string) *pro
 	return p
 }
 
-// ready polls /ready until it answers want, or fails the test.
+// waitReady polls /ready until it answers want, or fails the test; a
+// gateway that exits fails it at once.
 func (p *proc) waitReady(t *testing.T, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get("http://" + p.admin + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-		}
+	got := "no answer"
+	answered := wait.Poll(30*time.Second, func() bool {
 		select {
 		case err := <-p.done:
 			p.done <- err
 			t.Fatalf("gateway exited (%v):\n%s", err, p.stderr.String())
-		case <-tick.C:
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/ready never answered %d:\n%s", want, p.stderr.String())
+		resp, err := http.Get("http://" + p.admin + "/ready")
+		if err != nil {
+			got = err.Error()
+			return false
 		}
+		resp.Body.Close()
+		got = resp.Status
+		return resp.StatusCode == want
+	})
+	if !answered {
+		t.Fatalf("/ready never answered %d (last: %s):\n%s", want, got, p.stderr.String())
 	}
 }
 

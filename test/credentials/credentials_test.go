@@ -31,6 +31,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -180,12 +181,12 @@ func TestExecPluginInLinkSecretNeverRuns(t *testing.T) {
 		g.Start()
 		g.StopAtCleanup("west gateway")
 		// The gateway reads the Secret, refuses it and says why on the Link.
-		gatewaytest.WaitFor(t, 60*time.Second, "Link evil's Credentials condition names the exec plugin", func() error {
+		wait.ForErr(t, 60*time.Second, "Link evil's Credentials condition names the exec plugin", func() error {
 			return credentialsRefused(t.Context(), dynamicFor(t, env.West), "evil")
 		})
 		mustNotExist(t, marker, "mcgate gateway read the Secret")
 		// It keeps serving: the admin port answers.
-		gatewaytest.WaitFor(t, 30*time.Second, "the gateway's /live answers", func() error {
+		wait.ForErr(t, 30*time.Second, "the gateway's /live answers", func() error {
 			resp, err := http.Get("http://" + ip + ":4191/live")
 			if err != nil {
 				return err

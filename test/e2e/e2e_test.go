@@ -24,6 +24,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -54,7 +55,7 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 	east := gw(env.East, eastIP)
 	gw(env.West, westIP)
 	for _, ip := range []string{eastIP, westIP} {
-		gatewaytest.Poll(t, 60*time.Second, ip+" ready", func() bool {
+		wait.Until(t, 60*time.Second, ip+" ready", func() bool {
 			resp, err := http.Get("http://" + ip + ":4191/ready")
 			if err != nil {
 				return false
@@ -129,7 +130,7 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 		return "", false, false
 	}
 	var addr string
-	gatewaytest.Poll(t, 60*time.Second, "api-east mirrored with a ready endpoint that answers", func() bool {
+	wait.Until(t, 60*time.Second, "api-east mirrored with a ready endpoint that answers", func() bool {
 		a, ready, ok := mirrorEndpoint()
 		addr = a
 		return ok && ready && gatewaytest.EchoOnce(a, "first bytes west→east") == nil
@@ -168,12 +169,12 @@ func TestWestToEastThroughBothGateways(t *testing.T) {
 	// East's gateway dies: the probe marks the mirror's endpoint not ready;
 	// it comes back and the endpoint is ready and usable again.
 	east.Kill()
-	gatewaytest.Poll(t, 90*time.Second, "endpoint not ready after east's gateway died", func() bool {
+	wait.Until(t, 90*time.Second, "endpoint not ready after east's gateway died", func() bool {
 		_, ready, ok := mirrorEndpoint()
 		return ok && !ready
 	})
 	east.Start()
-	gatewaytest.Poll(t, 90*time.Second, "endpoint ready and answering after east's gateway restarted", func() bool {
+	wait.Until(t, 90*time.Second, "endpoint ready and answering after east's gateway restarted", func() bool {
 		a, ready, ok := mirrorEndpoint()
 		return ok && ready && gatewaytest.EchoOnce(a, "after restart") == nil
 	})

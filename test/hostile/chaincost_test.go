@@ -12,6 +12,7 @@ import (
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/hostilepki"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // maxChainCostRatio bounds the gateway CPU of a hostile handshake as a
@@ -63,9 +64,7 @@ func TestChainCost(t *testing.T) {
 		// Every handshake counted before the next kind starts, so that none
 		// is counted as the next kind's.
 		counted := func() float64 { return metric(t, gw.reg, metricName, map[string]string{"reason": reason}) - before }
-		for deadline := time.Now().Add(5 * time.Second); counted() < float64(k.n) && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond) // polling a counter, with a deadline
-		}
+		wait.Poll(5*time.Second, func() bool { return counted() >= float64(k.n) })
 		if got := counted(); got != float64(k.n) {
 			t.Errorf("%s: %v of %d handshakes counted as %s{reason=%s}", k.name, got, k.n, metricName, reason)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -92,7 +93,7 @@ func TestBackendFaults(t *testing.T) {
 					t.Errorf("%s counted %v times, want 20", tt.reason, n)
 				}
 			}
-			eventually(t, 10*time.Second, "no open connection left", func() bool { return gw.OpenConns() == 0 })
+			wait.Until(t, 10*time.Second, "no open connection left", func() bool { return gw.OpenConns() == 0 })
 		})
 	}
 }
@@ -225,7 +226,7 @@ func TestRemoteGatewayRestart(t *testing.T) {
 	for range 10 {
 		streams = append(streams, openStream(t, west.listen))
 	}
-	eventually(t, 10*time.Second, "streams through east", func() bool { return east.OpenConns() == 10 })
+	wait.Until(t, 10*time.Second, "streams through east", func() bool { return east.OpenConns() == 10 })
 	east.stop() // a drain timeout of 1 ns: every connection is cut at once
 	for i, s := range streams {
 		select {
@@ -349,10 +350,10 @@ func TestDrainUnderLoad(t *testing.T) {
 	for range 50 {
 		streams = append(streams, openStream(t, west.listen))
 	}
-	eventually(t, 60*time.Second, "50 streams through east", func() bool { return east.OpenConns() == 50 })
+	wait.Until(t, 60*time.Second, "50 streams through east", func() bool { return east.OpenConns() == 50 })
 	stopped := make(chan struct{})
 	go func() { east.stop(); close(stopped) }()
-	eventually(t, 5*time.Second, "draining", east.Draining)
+	wait.Until(t, 5*time.Second, "draining", east.Draining)
 	if err := plainRoundTrip(west.listen); err == nil {
 		t.Error("new connection accepted while draining")
 	}

@@ -45,8 +45,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type syncBuffer = testproxy.SyncBuffer
-
 type (
 	backend = testproxy.Backend
 	routes  = testproxy.Routes
@@ -65,7 +63,7 @@ type gateway struct {
 	dir  string
 	src  *identity.FileSource
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testproxy.SyncBuffer
 	stop func() // cancels Run and waits for it; idempotent
 }
 
@@ -184,11 +182,6 @@ func measure(addr string, cfg *tls.Config, n int, gap time.Duration) stats {
 func metric(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	return testproxy.Metric(t, reg, name, labels)
-}
-
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testproxy.Eventually(t, within, what, cond)
 }
 
 // resources is what a leak shows in: goroutines, open fds, live heap.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcgate/mcgate/identity"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/proxy"
 )
 
@@ -56,7 +57,7 @@ func TestHostileClients(t *testing.T) {
 			defer stop()
 			// Measure once the attack is at full strength: every worker
 			// connected at least once and the gateway counting it.
-			eventually(t, 30*time.Second, "attack at full strength", func() bool {
+			wait.Until(t, 30*time.Second, "attack at full strength", func() bool {
 				if dials.Load() < int64(a.workers) {
 					return false
 				}

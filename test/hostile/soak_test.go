@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // soakDuration is the length of the soak's load phase: short by default so
@@ -132,19 +133,14 @@ func TestSoak(t *testing.T) {
 	wg.Wait()
 
 	// The load has stopped: everything must go back to the baseline.
-	eventually(t, 10*time.Second, "no open ingress connection", func() bool { return east.OpenConns() == 0 })
+	wait.Until(t, 10*time.Second, "no open ingress connection", func() bool { return east.OpenConns() == 0 })
 	var after resources
 	settled := func() bool {
 		after = sample()
 		return after.goroutines <= base.goroutines+goroutineSlack && after.fds <= base.fds+fdSlack &&
 			after.heap <= base.heap+heapSlack
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	for !settled() && time.Now().Before(deadline) {
-		<-tick.C
-	}
-	tick.Stop()
+	wait.Poll(15*time.Second, settled)
 	report := fmt.Sprintf("soak %v: %d new connections, 10 streams, %d idle connections, %d failed\n"+
 		"baseline:   %v\npeak:       %v\nafter load: %v\n",
 		duration, newConns.Load(), idleConns.Load(), failed.Load(), base, peak, after)

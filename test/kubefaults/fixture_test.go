@@ -30,6 +30,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
@@ -145,7 +146,7 @@ func (f *fixture) gatewayWithEnv(c *kubetest.Cluster, host int, id string, env .
 			"--advertise-address", ip, "--egress-host", ip}}
 	g.Start()
 	g.StopAtCleanup(id)
-	gatewaytest.Poll(f.t, 90*time.Second, id+" ready", func() bool {
+	wait.Until(f.t, 90*time.Second, id+" ready", func() bool {
 		resp, err := http.Get("http://" + ip + ":4191/ready")
 		if err != nil {
 			return false
@@ -401,29 +402,18 @@ func (m mirrors) diff(want map[string][]int32) string {
 func (f *fixture) converged(within time.Duration) mirrors {
 	f.t.Helper()
 	var m mirrors
-	last := ""
-	deadline := time.Now().Add(within)
-	for {
+	wait.Within(f.t, within, "mirrors of "+f.cluster+" converged", func() (bool, string) {
 		want, err := f.desired(f.t.Context())
 		if err == nil {
 			m, err = f.mirrors(f.t.Context())
 		}
-		if err == nil {
-			if last = m.diff(want); last == "" {
-				return m
-			}
-		} else {
-			last = err.Error()
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("mirrors of %s not converged within %v: %s", f.cluster, within, last)
-		}
-		select {
-		case <-f.t.Context().Done():
-			f.t.Fatal(f.t.Context().Err())
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		diff := m.diff(want)
+		return diff == "", diff
+	})
+	return m
 }
 
 // keptUIDs fails the test unless every mirror of before that is still

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
@@ -147,20 +148,14 @@ func (f *fixture) watchReported(host int, failing bool, within time.Duration) {
 	}
 	what := fmt.Sprintf("mirror_remote_connected{cluster=%s}=%v and Credentials=%s", f.cluster, want, status)
 	var last string
+	// A read of the Link that hangs ends with the wait.
 	deadlineCtx, cancel := context.WithTimeout(f.t.Context(), within)
 	defer cancel()
-	for {
+	wait.Within(f.t, within, what, func() (bool, string) {
 		got := gatewayMetric(host, "mirror_remote_connected", map[string]string{"cluster": f.cluster})
 		c, err := f.credentials(deadlineCtx)
 		last = fmt.Sprintf("metric %v, condition %+v, %v", got, c, err)
-		if got == want && c != nil && c.Status == status {
-			f.t.Logf("%s: %s", what, last)
-			return
-		}
-		select {
-		case <-deadlineCtx.Done():
-			f.t.Fatalf("%s not reached within %v (last: %s)", what, within, last)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		return got == want && c != nil && c.Status == status, last
+	})
+	f.t.Logf("%s: %s", what, last)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
@@ -92,7 +93,7 @@ func (c *churn) Stop() int64 {
 // waitOps waits until the churn has made n operations (or failed).
 func (c *churn) waitOps(n int64) {
 	c.f.t.Helper()
-	gatewaytest.Poll(c.f.t, time.Minute, fmt.Sprintf("%d churn operations", n), func() bool {
+	wait.Until(c.f.t, time.Minute, fmt.Sprintf("%d churn operations", n), func() bool {
 		select {
 		case <-c.done:
 			c.Stop() // fails the test with the reason
@@ -150,7 +151,7 @@ func TestLeaderKilledUnderChurn(t *testing.T) {
 	replicas[leader].Kill()
 	killed, opsAtKill := time.Now(), c.ops.Load()
 	lastRenew := lease.Spec.RenewTime.Time
-	gatewaytest.Poll(t, 2*leaseDuration, westID(survivor)+" leads", func() bool {
+	wait.Until(t, 2*leaseDuration, westID(survivor)+" leads", func() bool {
 		return f.holder() == westID(survivor) && gatewayMetric(westGatewayHost+survivor, "mirror_leader", nil) == 1
 	})
 	takeover := time.Since(killed)
@@ -296,7 +297,7 @@ func TestSameHostnameOneLeader(t *testing.T) {
 	}
 	f.link("")
 	f.converged(3 * time.Minute)
-	gatewaytest.Poll(t, time.Minute, "one replica leads", func() bool {
+	wait.Until(t, time.Minute, "one replica leads", func() bool {
 		if w.twoLeaders() > 0 {
 			t.Fatalf("both replicas report mirror_leader 1")
 		}
@@ -322,7 +323,7 @@ func TestSameHostnameOneLeader(t *testing.T) {
 	leaseDuration := time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second
 	replicas[leader].Kill()
 	killed := time.Now()
-	gatewaytest.Poll(t, 2*leaseDuration, "the follower leads", func() bool {
+	wait.Until(t, 2*leaseDuration, "the follower leads", func() bool {
 		return gatewayMetric(hosts[follower], "mirror_leader", nil) == 1
 	})
 	takeover := time.Since(killed)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcgate/mcgate/deploy"
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
@@ -81,7 +82,7 @@ func TestLocalAPIServerRestarted(t *testing.T) {
 	for _, n := range []string{"svc0", "svc2", "svc3", "svc4"} {
 		addrs = append(addrs, f.endpoint(before, n))
 	}
-	gatewaytest.Poll(t, 60*time.Second, "traffic through every mirror", func() bool {
+	wait.Until(t, 60*time.Second, "traffic through every mirror", func() bool {
 		for _, a := range addrs {
 			if gatewaytest.EchoOnce(a, "first") != nil {
 				return false
@@ -101,7 +102,7 @@ func TestLocalAPIServerRestarted(t *testing.T) {
 	after := f.converged(2 * time.Minute)
 	keptUIDs(t, before, after)
 	t.Logf("changes after the restart mirrored %v after it began", time.Since(restart).Round(100*time.Millisecond))
-	gatewaytest.Poll(t, time.Minute, "west-0 holds the Lease and leads", func() bool {
+	wait.Until(t, time.Minute, "west-0 holds the Lease and leads", func() bool {
 		return f.holder() == westID(0) && gatewayMetric(westGatewayHost, "mirror_leader", nil) == 1
 	})
 	ok, failed := stopTraffic()
@@ -111,7 +112,7 @@ func TestLocalAPIServerRestarted(t *testing.T) {
 	}
 	// The mirror made after the restart carries traffic too.
 	addr := f.endpoint(after, "new0")
-	gatewaytest.Poll(t, 30*time.Second, "traffic through new0's mirror", func() bool {
+	wait.Until(t, 30*time.Second, "traffic through new0's mirror", func() bool {
 		return gatewaytest.EchoOnce(addr, "new") == nil
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 	"github.com/mcgate/mcgate/mirror"
 )
 
@@ -94,20 +95,12 @@ func BenchmarkExportLatency(b *testing.B) {
 				exportedService(name, f.ns, corev1.ServicePort{Name: "http", Port: 80}), metav1.CreateOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			deadline := time.After(30 * time.Second)
-			tick := time.NewTicker(time.Millisecond)
-			for {
-				if at, ok := w.when(name + "-" + f.cluster); ok {
-					lat = append(lat, at.Sub(start))
-					break
-				}
-				select {
-				case <-deadline:
-					b.Fatalf("%s not usable within 30s", name)
-				case <-tick.C:
-				}
-			}
-			tick.Stop()
+			var usable time.Time
+			wait.Until(b, 30*time.Second, name+" usable", func() (ok bool) {
+				usable, ok = w.when(name + "-" + f.cluster)
+				return ok
+			})
+			lat = append(lat, usable.Sub(start))
 		}
 		stop()
 		b.Logf("latencies in export order (ms): %v", msList(lat))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // gateway is one `mcgate gateway` process with the mirror, on ip: ingress
@@ -45,7 +46,7 @@ func startGateway(t *testing.T, c *kubetest.Cluster, ip, identityDir string) *ga
 				"--advertise-address", ip, "--egress-host", ip, "--drain-timeout", "5s"}}}
 	g.Start()
 	g.StopCleanlyAtCleanup(c.Name+" gateway", 30*time.Second)
-	gatewaytest.WaitFor(t, 60*time.Second, c.Name+" gateway ready", func() error {
+	wait.ForErr(t, 60*time.Second, c.Name+" gateway ready", func() error {
 		if exited, err := g.Exited(); exited {
 			t.Fatalf("%s gateway exited (%v):\n%s", c.Name, err, g.LogTail(shownLog))
 		}

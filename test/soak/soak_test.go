@@ -22,6 +22,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
 	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -124,7 +125,7 @@ func TestMirrorSoak(t *testing.T) {
 	// The mirror catches up with the churn's last state, then with no
 	// churned service at all.
 	finalMirrors := 0
-	gatewaytest.WaitFor(t, convergeLimit, "west's mirrors to match east's exported services after the churn", func() error {
+	wait.ForErr(t, convergeLimit, "west's mirrors to match east's exported services after the churn", func() error {
 		mirrors, ports, err := mirrorsMatch(ctx, env.East.Client, env.West.Client, ns)
 		if err != nil {
 			return err
@@ -135,7 +136,7 @@ func TestMirrorSoak(t *testing.T) {
 	if err := churn.deleteAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gatewaytest.WaitFor(t, convergeLimit, "west's mirrors to drop every churned service", func() error {
+	wait.ForErr(t, convergeLimit, "west's mirrors to drop every churned service", func() error {
 		mirrors, ports, err := mirrorsMatch(ctx, env.East.Client, env.West.Client, ns)
 		if err != nil {
 			return err
@@ -153,18 +154,14 @@ func TestMirrorSoak(t *testing.T) {
 	var after [2]resources
 	settled := [2]bool{}
 	for i, g := range gws {
-		err := gatewaytest.Retry(settleLimit, func() error {
+		settled[i] = wait.Poll(settleLimit, func() bool {
 			r, err := g.sample()
 			if err != nil {
-				return err
+				return false
 			}
 			after[i] = r
-			if !r.within(base[i]) {
-				return fmt.Errorf("after %v", r)
-			}
-			return nil
+			return r.within(base[i])
 		})
-		settled[i] = err == nil
 	}
 
 	streams := load.streamsOK.Load()
@@ -249,7 +246,7 @@ func linkedGateways(t *testing.T, env *kubetest.Env) ([2]*gateway, string, strin
 	gatewaytest.Run(t, link, "kubectl", "--kubeconfig", env.West.Kubeconfig, "apply", "-f", "-")
 
 	var steady string
-	gatewaytest.WaitFor(t, 90*time.Second, "api-east mirrored in west with a ready endpoint that answers", func() error {
+	wait.ForErr(t, 90*time.Second, "api-east mirrored in west with a ready endpoint that answers", func() error {
 		slices, err := env.West.Client.DiscoveryV1().EndpointSlices(ns).List(ctx,
 			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=api-" + linkName})
 		if err != nil {

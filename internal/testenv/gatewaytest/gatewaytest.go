@@ -7,7 +7,6 @@ package gatewaytest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -177,52 +176,6 @@ func (g *Process) LogTail(n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
-}
-
-// Poll waits for cond, checking every 100 ms, failing t after timeout.
-func Poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	err := Retry(timeout, func() error {
-		if cond() {
-			return nil
-		}
-		return errNotYet
-	})
-	if err != nil {
-		t.Fatalf("timed out after %v waiting for %s", timeout, what)
-	}
-}
-
-var errNotYet = errors.New("not yet")
-
-// WaitFor is Poll for a cond that says what is still wrong: a timeout
-// fails t with cond's last answer.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	if err := Retry(timeout, cond); err != nil {
-		t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-	}
-}
-
-// Retry calls cond every 100 ms until it returns nil, or returns cond's
-// last error after timeout: WaitFor's loop, for callers that report the
-// failure themselves.
-func Retry(timeout time.Duration, cond func() error) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-deadline.C:
-			return err
-		case <-tick.C:
-		}
-	}
 }
 
 // EchoOnce sends msg over a new connection to addr and checks that the

@@ -187,8 +187,39 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
+// startCluster starts one cluster on the shared etcd: its API server, an
+// admin client, its controller manager, and its CRDs. The cluster is
+// returned even on error once its API server exists, so that Stop stops it.
 func (e *Env) startCluster(ctx context.Context, name, serviceCIDR string) (*Cluster, error) {
 	dir := filepath.Join(e.cfg.Dir, name)
+	c, err := e.startAPIServer(name, dir, serviceCIDR)
+	if err != nil {
+		return c, err
+	}
+	caFile := filepath.Join(dir, "pki", "ca.crt")
+	if err := e.connectAdmin(c, caFile); err != nil {
+		return c, err
+	}
+	c.kcm, err = startControllerManager(kcmConfig{
+		bin:         filepath.Join(e.cfg.Bins, "kube-controller-manager"),
+		name:        name,
+		kubeconfig:  c.Kubeconfig,
+		saKey:       filepath.Join(dir, "pki", "sa-signer.key"), // envtest's file name
+		rootCA:      caFile,
+		serviceCIDR: serviceCIDR,
+		log:         filepath.Join(dir, "kube-controller-manager.log"),
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := c.waitReady(ctx, e.cfg.StartTimeout); err != nil {
+		return c, err
+	}
+	return c, e.installCRDs(c)
+}
+
+// startAPIServer starts the cluster's kube-apiserver, its files in dir.
+func (e *Env) startAPIServer(name, dir, serviceCIDR string) (*Cluster, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o700); err != nil {
 		return nil, fmt.Errorf("kube: %w", err)
 	}
@@ -233,49 +264,43 @@ func (e *Env) startCluster(ctx context.Context, name, serviceCIDR string) (*Clus
 		return c, fmt.Errorf("kube: start kube-apiserver %s (log %s): %w", name, apiLog.Name(), err)
 	}
 	c.CA = api.SecureServing.CA
+	return c, nil
+}
 
+// connectAdmin gives c an admin user, its kubeconfig and client, and
+// writes the API server's CA to caFile for the controller manager.
+func (e *Env) connectAdmin(c *Cluster, caFile string) error {
 	admin, err := c.plane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}},
 		&rest.Config{QPS: 1000, Burst: 2000}) // tests are the only load
 	if err != nil {
-		return c, fmt.Errorf("kube: %s admin user: %w", name, err)
+		return fmt.Errorf("kube: %s admin user: %w", c.Name, err)
 	}
 	c.Config = admin.Config()
-	c.Kubeconfig = filepath.Join(e.cfg.Dir, name+".kubeconfig")
-	if err := writeKubeconfig(c.Kubeconfig, name, c.Config); err != nil {
-		return c, err
+	c.Kubeconfig = filepath.Join(e.cfg.Dir, c.Name+".kubeconfig")
+	if err := writeKubeconfig(c.Kubeconfig, c.Name, c.Config); err != nil {
+		return err
 	}
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
-		return c, fmt.Errorf("kube: %s client: %w", name, err)
+		return fmt.Errorf("kube: %s client: %w", c.Name, err)
 	}
-	caFile := filepath.Join(dir, "pki", "ca.crt")
 	if err := os.WriteFile(caFile, c.CA, 0o600); err != nil {
-		return c, fmt.Errorf("kube: %w", err)
+		return fmt.Errorf("kube: %w", err)
 	}
+	return nil
+}
 
-	c.kcm, err = startControllerManager(kcmConfig{
-		bin:         filepath.Join(e.cfg.Bins, "kube-controller-manager"),
-		name:        name,
-		kubeconfig:  c.Kubeconfig,
-		saKey:       filepath.Join(dir, "pki", "sa-signer.key"), // envtest's file name
-		rootCA:      caFile,
-		serviceCIDR: serviceCIDR,
-		log:         filepath.Join(dir, "kube-controller-manager.log"),
-	})
-	if err != nil {
-		return c, err
+// installCRDs installs the CRDs of Config.CRDDir, if any, in c.
+func (e *Env) installCRDs(c *Cluster) error {
+	if e.cfg.CRDDir == "" {
+		return nil
 	}
-	if err := c.waitReady(ctx, e.cfg.StartTimeout); err != nil {
-		return c, err
+	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{
+		Paths:   []string{e.cfg.CRDDir},
+		MaxTime: e.cfg.StartTimeout,
+	}); err != nil {
+		return fmt.Errorf("kube: %s: install CRDs from %s: %w", c.Name, e.cfg.CRDDir, err)
 	}
-	if e.cfg.CRDDir != "" {
-		if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{
-			Paths:   []string{e.cfg.CRDDir},
-			MaxTime: e.cfg.StartTimeout,
-		}); err != nil {
-			return c, fmt.Errorf("kube: %s: install CRDs from %s: %w", name, e.cfg.CRDDir, err)
-		}
-	}
-	return c, nil
+	return nil
 }
 
 // waitReady waits for the controller manager's serviceaccount controller to

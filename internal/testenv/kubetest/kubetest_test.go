@@ -17,23 +17,27 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mcgate/mcgate/internal/testenv/kube"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
-// poll runs cond every 100 ms until it returns true, failing the test after
-// timeout.
+// poll calls cond until it returns true, failing the test after timeout or
+// at cond's first error.
 func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, cond); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	wait.Until(t, timeout, what, func() bool {
+		ok, err := cond(t.Context())
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return ok
+	})
 }
 
 // pollGone waits until get returns NotFound; a controller of the controller

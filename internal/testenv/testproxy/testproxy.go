@@ -184,22 +184,6 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 	return n == len(labels)
 }
 
-// Eventually polls cond every 5 ms until it holds, failing t after within.
-func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
-}
-
 // The identity of every test gateway.
 const (
 	GatewaySA = "linkerd-gateway"
