@@ -29,6 +29,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // linkGVR is Linkerd's Link resource, which link-gen prints.
@@ -110,7 +111,7 @@ func (f *fleet) testFixture(t *testing.T, fx fixture, backendIP string) {
 	for _, svc := range fx.mirrored {
 		name := svc + "-" + fx.cluster
 		var addr string
-		gatewaytest.WaitFor(t, 30*time.Second, name+" mirrored with a ready endpoint on west's gateway", func() error {
+		wait.ForErr(t, 30*time.Second, name+" mirrored with a ready endpoint on west's gateway", func() error {
 			a, err := readyEndpoint(ctx, west, ns, name)
 			addr = a
 			return err
@@ -119,7 +120,7 @@ func (f *fleet) testFixture(t *testing.T, fx fixture, backendIP string) {
 		if host, _, _ := net.SplitHostPort(addr); host != westIP {
 			t.Errorf("%s's endpoint %s is not west's gateway %s", name, addr, westIP)
 		}
-		gatewaytest.WaitFor(t, 30*time.Second, "bytes through "+name, func() error {
+		wait.ForErr(t, 30*time.Second, "bytes through "+name, func() error {
 			return gatewaytest.EchoOnce(addr, "west to east via "+name)
 		})
 	}
@@ -157,7 +158,7 @@ func (f *fleet) checkAPIMirror(t *testing.T, fx fixture, ns string) {
 // connected to east with its credentials.
 func (f *fleet) waitConnected(t *testing.T, cluster string) {
 	t.Helper()
-	gatewaytest.WaitFor(t, 30*time.Second, "Link "+cluster+" Valid and Credentials True", func() error {
+	wait.ForErr(t, 30*time.Second, "Link "+cluster+" Valid and Credentials True", func() error {
 		u, err := f.dynamic(t).Resource(linkGVR).Namespace(deploy.Namespace).Get(t.Context(), cluster, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -192,7 +193,7 @@ func (f *fleet) checkMirroredOnly(t *testing.T, fx fixture, ns string) {
 	dyn := f.dynamic(t)
 	want := slices.Clone(fx.mirrored)
 	slices.Sort(want)
-	gatewaytest.WaitFor(t, 30*time.Second, "Link "+fx.cluster+" status listing "+fmt.Sprint(want), func() error {
+	wait.ForErr(t, 30*time.Second, "Link "+fx.cluster+" status listing "+fmt.Sprint(want), func() error {
 		u, err := dyn.Resource(linkGVR).Namespace(deploy.Namespace).Get(t.Context(), fx.cluster, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -98,7 +99,7 @@ func startFleet(t *testing.T) *fleet {
 				"--advertise-address", gw.ip, "--egress-host", gw.ip}}
 		g.Start()
 		g.StopCleanlyAtCleanup(gw.c.Name+" gateway", 30*time.Second)
-		gatewaytest.Poll(t, 60*time.Second, gw.c.Name+" gateway ready", func() bool {
+		wait.Until(t, 60*time.Second, gw.c.Name+" gateway ready", func() bool {
 			resp, err := http.Get("http://" + gw.ip + ":4191/ready")
 			if err != nil {
 				return false

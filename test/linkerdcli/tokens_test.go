@@ -14,6 +14,7 @@ import (
 	"github.com/mcgate/mcgate/internal/testenv/gatewaytest"
 	"github.com/mcgate/mcgate/internal/testenv/kubetest"
 	"github.com/mcgate/mcgate/internal/testenv/testbin"
+	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
 // TestTokenSecrets: the token Secrets of `mcgate install` (for the
@@ -66,7 +67,7 @@ func TestTokenSecrets(t *testing.T) {
 func saToken(t *testing.T, c *kubetest.Cluster, sa string) string {
 	t.Helper()
 	var token string
-	gatewaytest.WaitFor(t, 30*time.Second, "the token controller to fill the token Secret of "+sa, func() error {
+	wait.ForErr(t, 30*time.Second, "the token controller to fill the token Secret of "+sa, func() error {
 		secrets, err := c.Client.CoreV1().Secrets(deploy.Namespace).List(t.Context(), metav1.ListOptions{
 			FieldSelector: "type=" + string(corev1.SecretTypeServiceAccountToken)})
 		if err != nil {
