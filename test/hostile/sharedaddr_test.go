@@ -19,17 +19,22 @@ const (
 	sharedRounds      = 5
 	sharedProbesRound = 10 // good clients per round: 50 under attack in all
 	sharedStalled     = 500
+	// The attacker runs more workers than the address may hold (half the
+	// slots), each reconnecting at most once a second as the suite's
+	// slowloris does, so that the address holds 500 stalled handshakes at
+	// every moment and every good client has to evict one of them.
+	sharedAttackers = sharedStalled + sharedStalled/10
 )
 
 // TestSharedAddressStalledHandshakes is issue 22's SNAT case: behind a load
 // balancer that SNATs, good clients share an address with an attacker. The
 // attacker holds 500 stalled handshakes (half a ClientHello, then silence;
-// a new one as soon as the gateway closes one) from goodSource, the address
-// the good clients use, against a gateway at its default slots (1,000, a
-// tenth per source). Every good client must be served: the gateway evicts
-// the address's oldest stalled handshake for it instead of refusing it. Its
-// p99 is compared with the quiet rounds' (enforced with
-// MCGATE_HOSTILE_STRICT=1, like TestHostileClients).
+// a new one when the gateway closes one, see sharedAttackers) from
+// goodSource, the address the good clients use, against a gateway at its
+// default slots (1,000, a tenth per source). Every good client must be
+// served: the gateway evicts the address's oldest stalled handshake for it
+// instead of refusing it. Its p99 is compared with the quiet rounds'
+// (enforced with MCGATE_HOSTILE_STRICT=1, like TestHostileClients).
 func TestSharedAddressStalledHandshakes(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
@@ -40,7 +45,8 @@ func TestSharedAddressStalledHandshakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	hello := clientHello(t, apiSNI)
-	stalled := attack{name: "stalled handshakes", workers: sharedStalled, hit: stallFromGoodSource(hello[:len(hello)/2])}
+	stalled := attack{name: "stalled handshakes", workers: sharedAttackers, every: time.Second,
+		hit: stallFromGoodSource(hello[:len(hello)/2])}
 
 	var quiet, attacked stats
 	var attackDials int64
@@ -59,9 +65,13 @@ func TestSharedAddressStalledHandshakes(t *testing.T) {
 	}
 	// The p99 of 50 samples is their maximum.
 	ratio := float64(attacked.max) / float64(quiet.max)
+	evictions := metric(t, gw.reg, handshakeFailures, map[string]string{"reason": "evicted"})
 	t.Logf("good clients sharing the address of %d stalled handshakes: %d/%d served, p99 %v vs %v quiet (%.2fx); %d attacker connections, %v evictions",
 		sharedStalled, attacked.ok, attacked.ok+attacked.failed, attacked.max.Round(10*time.Microsecond), quiet.max.Round(10*time.Microsecond), ratio,
-		attackDials, metric(t, gw.reg, handshakeFailures, map[string]string{"reason": "evicted"}))
+		attackDials, evictions)
+	if evictions == 0 {
+		t.Error("no handshake evicted: the address never reached its share")
+	}
 	if quiet.failed > 0 {
 		t.Fatalf("quiet rounds: %d failed (first: %v)", quiet.failed, quiet.firstErr)
 	}
