@@ -13,26 +13,13 @@ import (
 // and decoy chains with the bounds and as x509 takes them without (every
 // presented certificate a candidate issuer, up to 100 signature checks).
 func BenchmarkVerifyChain(b *testing.B) {
-	anchor, err := NewAnchor(CertOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	issuer, err := NewIssuer(anchor, CertOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	name, err := NewName("cluster.local", "west", "web")
-	if err != nil {
-		b.Fatal(err)
-	}
-	leaf, err := NewLeaf(issuer, name, CertOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tc := newTestChain(b, CertOptions{})
+	anchor, issuer, leaf := tc.anchor, tc.issuer, tc.leaf
 	trust := newTrust([]*x509.Certificate{anchor.Cert}, nil)
 	parse := func(ders [][]byte) []*x509.Certificate {
 		certs := make([]*x509.Certificate, len(ders))
 		for i, d := range ders {
+			var err error
 			if certs[i], err = x509.ParseCertificate(d); err != nil {
 				b.Fatal(err)
 			}

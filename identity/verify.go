@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -64,9 +63,6 @@ func hasSPIFFEURI(c *x509.Certificate) bool {
 	return false
 }
 
-// maxVerified bounds trust.verified; past it the cache starts afresh.
-const maxVerified = 4096
-
 // trust is one loaded anchor bundle, ready for verification.
 type trust struct {
 	anchors []*x509.Certificate
@@ -80,14 +76,15 @@ type trust struct {
 	// trust: a chain must still end at an anchor.
 	own []*x509.Certificate
 
-	// verified remembers chains that verified against these anchors, by a
-	// hash of their DER bytes, so that resumed handshakes and repeated
-	// clients skip the signature checks of chain building (a quarter of the
-	// CPU of a resumed handshake). It lives and dies with this anchor set,
-	// so a rotation of ca.crt forgets it; the TLS handshake still checks the
-	// peer's possession of the key on every full handshake.
-	mu       sync.Mutex
-	verified map[[sha256.Size]byte]verifiedChain
+	// verified remembers chains that verified against these anchors (and
+	// our own issuers, which complete a peer's leaf sent alone), so that
+	// resumed handshakes and repeated clients skip the signature checks of
+	// chain building (a quarter of the CPU of a resumed handshake). It
+	// lives and dies with this trust, which every load of the identity
+	// files makes anew: a rotation of ca.crt, or of our own tls.crt,
+	// forgets it. The TLS handshake still checks the peer's possession of
+	// the key (CertificateVerify) on every full handshake.
+	verified verifiedCache
 	// bundle serves every trust domain: the anchor is shared by all clusters
 	// and does not say which trust domains it vouches for, just as Linkerd
 	// accepts any identity that chains to its anchors. Authorizer patterns are
@@ -107,7 +104,6 @@ func newTrust(anchors, own []*x509.Certificate) *trust {
 		roots:     roots,
 		own:       own,
 		bundle:    x509bundle.FromX509Authorities(spiffeid.TrustDomain{}, anchors),
-		verified:  make(map[[sha256.Size]byte]verifiedChain),
 	}
 }
 
@@ -141,12 +137,7 @@ func (t *trust) remember(key [sha256.Size]byte, name Name, chain []*x509.Certifi
 			v.notAfter = c.NotAfter
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.verified) >= maxVerified {
-		clear(t.verified)
-	}
-	t.verified[key] = v
+	t.verified.put(key, v)
 }
 
 // GetX509BundleForTrustDomain lets x509svid.Verify use the anchors for the
@@ -178,11 +169,8 @@ func (t *trust) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 		return Name{}, err
 	}
 	key := chainKey(certs)
-	t.mu.Lock()
-	v, ok := t.verified[key]
-	t.mu.Unlock()
-	if ok && !now.Before(v.notBefore) && !now.After(v.notAfter) {
-		return v.name, nil
+	if name, ok := t.verified.get(key, now); ok {
+		return name, nil
 	}
 	name, chain, err := t.verifyChain(certs, now)
 	if err != nil {

@@ -1,9 +1,10 @@
 package proxy_test
 
 import (
-	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,9 +84,11 @@ func TestIngressHandshakeEviction(t *testing.T) {
 	}
 }
 
-// TestIngressHandshakesPerSource: one host holding its share of handshake
-// slots is refused past it, before any cryptography, and counted; another
-// host still gets through.
+// TestIngressHandshakesPerSource: once half the handshake slots are taken,
+// a host over its share takes a slot only by evicting its own oldest
+// handshake, before any cryptography: a good client sharing the address of
+// stalled ones (SNAT) is served, the host's share does not grow, and
+// another host's stalled handshake is never taken.
 func TestIngressHandshakesPerSource(t *testing.T) {
 	ca := testpki.New(t)
 	be := newBackend(t)
@@ -95,41 +98,58 @@ func TestIngressHandshakesPerSource(t *testing.T) {
 		c.HandshakeTimeout = 20 * time.Second
 	})
 	addr := gw.Addr().String()
-	// Below half the slots a source is not limited: five stalled handshakes
-	// from 127.0.0.1 are all taken (none is refused).
-	for range 5 {
-		c, err := net.Dial("tcp", addr)
+	stall := func(from net.IP) net.Conn {
+		d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: from}}
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 		c.Write([]byte{0x16, 0x03, 0x01})
+		return c
 	}
-	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
-	good.ServerName = "api.production.svc.cluster.local"
+	// Another host's stalled handshake, the oldest of all.
+	bystander := stall(net.IPv4(127, 0, 0, 3))
+	wait.Until(t, 10*time.Second, "the bystander in its slot", func() bool { return gw.HandshakesInProgress() == 1 })
+	// Below half the slots a source is not limited: four stalled handshakes
+	// from 127.0.0.1 are all taken, which makes half.
+	var stalled []net.Conn
+	for range 4 {
+		stalled = append(stalled, stall(net.IPv4(127, 0, 0, 1)))
+	}
 	wait.Until(t, 10*time.Second, "five stalled handshakes in their slots", func() bool { return gw.HandshakesInProgress() == 5 })
-	if n := counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}); n != 0 {
-		t.Fatalf("%v handshakes refused below half the slots", n)
-	}
-	// Now at half: 127.0.0.1, over its share of 2, is refused.
-	wait.Until(t, 10*time.Second, "the sixth handshake from 127.0.0.1 refused", func() bool {
-		if c, err := tls.Dial("tcp", addr, good); err == nil {
-			readErr(c)
-			c.Close()
-		}
-		return counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}) >= 1
-	})
-	other := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	c, err := tls.DialWithDialer(other, "tcp", addr, good)
+	// Now at half: a good client from 127.0.0.1, over its share of 2, is
+	// served and one of 127.0.0.1's stalled handshakes is evicted.
+	good := clientConfig(t, ca, "web", "west", identity.CertOptions{})
+	c, err := dialTLS(t, addr, good, "api.production.svc.cluster.local")
 	if err != nil {
-		t.Fatalf("another host was refused: %v", err)
+		t.Fatalf("a good client sharing the address of stalled handshakes: %v", err)
 	}
-	defer c.Close()
 	if got, err := echo(c, "hello"); err != nil || got != "hello" {
-		t.Fatalf("another host: %q, %v", got, err)
+		t.Fatalf("a good client sharing the address of stalled handshakes: %q, %v", got, err)
 	}
-	if !contains(gw.logs.String(), `"reason":"source_handshake_limit"`) {
-		t.Error("refusal not logged")
+	c.Close()
+	if n := counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "evicted"}); n != 1 {
+		t.Fatalf("%v evictions, want 1", n)
+	}
+	closedBy := func(cs ...net.Conn) int {
+		n := 0
+		for _, c := range cs {
+			c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := closedBy(stalled...); n != 1 {
+		t.Fatalf("%d of 127.0.0.1's stalled handshakes closed, want 1", n)
+	}
+	if closedBy(bystander) != 0 {
+		t.Fatal("127.0.0.1 took the slot of 127.0.0.3")
+	}
+	if n := gw.HandshakesInProgress(); n != 4 {
+		t.Fatalf("%d handshakes in progress after the good client, want 4 (3 stalled from 127.0.0.1, the bystander)", n)
 	}
 }
 
@@ -164,7 +184,9 @@ func TestIngressOneBusySourceNotRefused(t *testing.T) {
 	if got, err := echo(c, "busy peer"); err != nil || got != "busy peer" {
 		t.Fatalf("a busy source was refused below half the slots: %q, %v", got, err)
 	}
-	if n := counter(t, gw.reg, "gateway_refused_connections_total", map[string]string{"reason": "source_handshake_limit"}); n != 0 {
-		t.Fatalf("%v refusals by source below half the slots", n)
+	// Below half the slots a source's share is not enforced: nothing of its
+	// own was evicted to make room.
+	if n := counter(t, gw.reg, "gateway_handshake_failures_total", map[string]string{"reason": "evicted"}); n != 0 {
+		t.Fatalf("%v evictions below half the slots", n)
 	}
 }
