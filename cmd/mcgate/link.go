@@ -113,6 +113,9 @@ given; with a NodePort Service the gateway and probe ports are its node ports. A
 	f.StringVar(&o.APIServerAddress, "api-server-address", "", "target API server URL as the source cluster reaches it (default: the kubeconfig's)")
 	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the target's cluster domain (when not given: the gateway Service's mcgate.io/cluster-domain, else cluster.local)")
 	f.DurationVar(&o.TokenDuration, "token-duration", deploy.DefaultTokenDuration, "requested lifetime of the credentials' token")
+	f.StringSliceVar(&o.ExcludedLabels, "excluded-labels", nil, "labels of the target's Services not copied to their mirrors (comma-separated; \"prefix/*\" matches a prefix)")
+	f.StringSliceVar(&o.ExcludedAnnotations, "excluded-annotations", nil, "annotations of the target's Services not copied to their mirrors (comma-separated; \"prefix/*\" matches a prefix)")
+	f.StringVar(&o.EndpointMode, "endpoint-mode", "", "the Link's mcgate.io/endpoint-mode: egress (mirrors point at this gateway, for unmeshed clients; the default) or direct (at the remote gateway, for Linkerd-meshed clients)")
 	f.StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	return cmd
 }
