@@ -40,6 +40,9 @@ type CheckConfig struct {
 	// GatewayReady asks the local gateway's /ready; nil checks the
 	// Deployment's available replicas instead.
 	GatewayReady func(ctx context.Context) error
+	// LinkerdNamespace is where Linkerd's control plane would run (default
+	// linkerd): its presence makes egress-mode Links a warning.
+	LinkerdNamespace string
 }
 
 // CheckResult is one line of `mcgate check`.
@@ -59,6 +62,9 @@ func Check(ctx context.Context, cfg CheckConfig) ([]CheckResult, bool) {
 	}
 	if cfg.IdentitySecret == "" {
 		cfg.IdentitySecret = IdentitySecretName
+	}
+	if cfg.LinkerdNamespace == "" {
+		cfg.LinkerdNamespace = linkerdNamespace
 	}
 	c := &checker{cfg: cfg}
 	c.run(ctx)

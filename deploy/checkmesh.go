@@ -11,7 +11,8 @@ import (
 	"github.com/mcgate/mcgate/mirror/multicluster"
 )
 
-// Where Linkerd's control plane lives when it is installed.
+// Where Linkerd's control plane lives when it is installed (the namespace
+// is CheckConfig.LinkerdNamespace).
 const (
 	linkerdNamespace   = "linkerd"
 	linkerdConfig      = "linkerd-config"
@@ -32,7 +33,7 @@ func (c *checker) checkMeshedClients(ctx context.Context) {
 	present, err := c.linkerdPresent(ctx)
 	if err != nil {
 		c.warn(CheckMeshedClients, "cannot tell whether Linkerd runs in this cluster: "+err.Error(),
-			"kubectl -n "+linkerdNamespace+" get configmap "+linkerdConfig)
+			"kubectl -n "+c.cfg.LinkerdNamespace+" get configmap "+linkerdConfig)
 		return
 	}
 	var egress []string
@@ -67,14 +68,14 @@ func MeshedClientsFix(namespace string, links []string) string {
 // linkerdPresent reports whether Linkerd's control plane is installed:
 // its config ConfigMap or its destination Deployment exists.
 func (c *checker) linkerdPresent(ctx context.Context) (bool, error) {
-	_, err := c.cfg.Client.CoreV1().ConfigMaps(linkerdNamespace).Get(ctx, linkerdConfig, metav1.GetOptions{})
+	_, err := c.cfg.Client.CoreV1().ConfigMaps(c.cfg.LinkerdNamespace).Get(ctx, linkerdConfig, metav1.GetOptions{})
 	if err == nil {
 		return true, nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return false, err
 	}
-	_, err = c.cfg.Client.AppsV1().Deployments(linkerdNamespace).Get(ctx, linkerdDestination, metav1.GetOptions{})
+	_, err = c.cfg.Client.AppsV1().Deployments(c.cfg.LinkerdNamespace).Get(ctx, linkerdDestination, metav1.GetOptions{})
 	if err == nil {
 		return true, nil
 	}

@@ -57,7 +57,7 @@ func TestCheckMeshedClients(t *testing.T) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "linkerd-config", nil)
 				})
 			}
-			ch := &checker{cfg: CheckConfig{Client: client, Namespace: Namespace}, links: c.links}
+			ch := &checker{cfg: CheckConfig{Client: client, Namespace: Namespace, LinkerdNamespace: "linkerd"}, links: c.links}
 			ch.checkMeshedClients(context.Background())
 			if len(ch.results) != 1 {
 				t.Fatalf("results: %+v", ch.results)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mcgate/mcgate/deploy"
 )
@@ -70,5 +71,24 @@ is 5m; mcgate reports at once unless given). -o short prints only what did not p
 	f.StringVar(&adminAddr, "admin-addr", "", "the local gateway's admin address (host:port) to ask /ready, instead of its Deployment's status")
 	f.StringVarP(&output, "output", "o", deploy.CheckTable, "table, short or json")
 	f.DurationVar(&wait, "wait", 0, "retry failing checks for this long before reporting")
+	f.StringVarP(&cfg.LinkerdNamespace, "linkerd-namespace", "L", "linkerd", "namespace of Linkerd's control plane, if it runs here")
+	k.registerImpersonation(f)
+	linkerdExtensionFlags(f)
 	return cmd
+}
+
+// linkerdExtensionFlags accepts, and ignores, the flags of `linkerd check`
+// that it passes to a linkerd-multicluster executable on the PATH
+// (linkerd2 cli/cmd/check.go getExtensionCheckFlags, beside --output=json,
+// --wait, --context, --kubeconfig, --as, --as-group and --linkerd-namespace,
+// which check has): mcgate linked as linkerd-multicluster answers
+// `linkerd check` with its own checks. --api-addr is Linkerd's control
+// plane API, which mcgate does not use.
+func linkerdExtensionFlags(f *pflag.FlagSet) {
+	for _, name := range []string{"verbose", "proxy"} {
+		f.Bool(name, false, "ignored: passed by linkerd check")
+		_ = f.MarkHidden(name)
+	}
+	f.String("api-addr", "", "ignored: passed by linkerd check")
+	_ = f.MarkHidden("api-addr")
 }

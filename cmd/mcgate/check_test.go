@@ -86,3 +86,35 @@ func TestCheckFlags(t *testing.T) {
 		t.Errorf("help:\n%s", out.String())
 	}
 }
+
+// TestCheckAsLinkerdExtension: `linkerd check` runs a linkerd-multicluster
+// executable on the PATH with these flags (linkerd2 cli/cmd/check.go
+// getExtensionCheckFlags) and parses its stdout as JSON; mcgate accepts
+// them all, so linked as linkerd-multicluster it answers `linkerd check`.
+func TestCheckAsLinkerdExtension(t *testing.T) {
+	kc := closedServerKubeconfig(t)
+	var out, errb bytes.Buffer
+	run([]string{"check", "--kubeconfig=" + kc, "--linkerd-namespace=linkerd", "--verbose=false", "--proxy=false",
+		"--as-group=[]", "--api-addr=", "--wait=0s", "--output=json"}, &out, &errb)
+	var res deploy.CheckOutput
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Success || len(res.Categories) != 1 {
+		t.Errorf("stdout %q (%v), stderr %q", out.String(), err, errb.String())
+	}
+}
+
+// TestImpersonation: --as and --as-group reach the client config; the
+// "[]" that linkerd check passes for no group is no group.
+func TestImpersonation(t *testing.T) {
+	k := kubeFlags{kubeconfig: closedServerKubeconfig(t), as: "jane", asGroups: []string{"[]", "ops"}}
+	cfg, err := k.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Impersonate.UserName != "jane" || len(cfg.Impersonate.Groups) != 1 || cfg.Impersonate.Groups[0] != "ops" {
+		t.Errorf("impersonate %+v", cfg.Impersonate)
+	}
+	k = kubeFlags{kubeconfig: k.kubeconfig, asGroups: []string{"[]"}}
+	if cfg, err = k.config(); err != nil || cfg.Impersonate.UserName != "" || len(cfg.Impersonate.Groups) != 0 {
+		t.Errorf("no impersonation: %+v, %v", cfg.Impersonate, err)
+	}
+}

@@ -17,6 +17,10 @@ import (
 // that talk to a cluster (the gateway daemon has its own --kubeconfig).
 type kubeFlags struct {
 	kubeconfig, context string
+	// as and asGroups impersonate (kubectl's --as, --as-group); only the
+	// commands that call registerImpersonation have them.
+	as       string
+	asGroups []string
 }
 
 func (k *kubeFlags) register(f *pflag.FlagSet) {
@@ -24,11 +28,25 @@ func (k *kubeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&k.context, "context", "", "kubeconfig context (default: the current one)")
 }
 
+func (k *kubeFlags) registerImpersonation(f *pflag.FlagSet) {
+	f.StringVar(&k.as, "as", "", "username to impersonate")
+	f.StringArrayVar(&k.asGroups, "as-group", nil, "group to impersonate (repeatable)")
+}
+
 // loader finds the kubeconfig the way kubectl does.
 func (k *kubeFlags) loader() (clientcmd.ClientConfig, *clientcmd.ClientConfigLoadingRules) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context}), rules
+	o := &clientcmd.ConfigOverrides{CurrentContext: k.context}
+	o.AuthInfo.Impersonate = k.as
+	for _, g := range k.asGroups {
+		// `linkerd check` passes an empty --as-group to its extensions as
+		// the text "[]".
+		if g != "" && g != "[]" {
+			o.AuthInfo.ImpersonateGroups = append(o.AuthInfo.ImpersonateGroups, g)
+		}
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, o), rules
 }
 
 // config loads the client config the way kubectl does.
