@@ -40,6 +40,9 @@ type CheckConfig struct {
 	// GatewayReady asks the local gateway's /ready; nil checks the
 	// Deployment's available replicas instead.
 	GatewayReady func(ctx context.Context) error
+	// LinkerdNamespace is where Linkerd's control plane would run (default
+	// linkerd): its presence makes egress-mode Links a warning.
+	LinkerdNamespace string
 }
 
 // CheckResult is one line of `mcgate check`.
@@ -59,6 +62,9 @@ func Check(ctx context.Context, cfg CheckConfig) ([]CheckResult, bool) {
 	}
 	if cfg.IdentitySecret == "" {
 		cfg.IdentitySecret = IdentitySecretName
+	}
+	if cfg.LinkerdNamespace == "" {
+		cfg.LinkerdNamespace = linkerdNamespace
 	}
 	c := &checker{cfg: cfg}
 	c.run(ctx)
@@ -98,6 +104,11 @@ func many(errs []string) error {
 
 func (c *checker) run(ctx context.Context) {
 	ns := c.cfg.Namespace
+	// Without this, an unreachable API server shows as "Link CRD missing".
+	if !c.add("the Kubernetes API is reachable", apiReachable(c.cfg.Client),
+		"check the kubeconfig's server and context (kubectl --context <ctx> version), the VPN or the tunnel to it") {
+		return
+	}
 	list, err := c.cfg.Dynamic.Resource(multicluster.LinkGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 	if !c.add("Link CRD exists", err, "install it: mcgate install | kubectl apply -f - (or kubectl apply -f deploy/crds)") {
 		return
@@ -120,7 +131,24 @@ func (c *checker) run(ctx context.Context) {
 	c.checkAnchors(ctx)
 	c.checkAlive()
 	c.checkMirrors(ctx)
+	c.checkMeshedClients(ctx)
 	c.checkLocalGateway(ctx)
+}
+
+// apiReachable asks the API server for its version: any answer, even a
+// refusal, means it is reachable; only a transport failure means it is not.
+func apiReachable(client kubernetes.Interface) error {
+	_, err := client.Discovery().ServerVersion()
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &status) && apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the API server rejects the kubeconfig's credentials: %w", err)
+	case errors.As(err, &status):
+		return nil // it answered
+	}
+	return fmt.Errorf("the API server is unreachable: %w", err)
 }
 
 func (c *checker) checkCredentials(ctx context.Context) {
@@ -256,7 +284,9 @@ func (c *checker) checkAlive() {
 		}
 	}
 	c.add("gateways of all Links are alive", many(bad),
-		"from a pod here: wget -qO- <gateway>:<probe port>/ready and nc -zv <gateway> 4143; in the target: kubectl -n linkerd-multicluster logs deploy/linkerd-gateway")
+		"from the operator's machine: curl http://<gateway>:<probe port>/ready and nc -zv <gateway> <gateway port> (the Link's spec); "+
+			"in the target: kubectl -n linkerd-multicluster logs deploy/linkerd-gateway, and its refusals: "+
+			"kubectl get --raw /api/v1/namespaces/linkerd-multicluster/pods/<gateway pod>:4191/proxy/metrics | grep refused")
 }
 
 func (c *checker) checkMirrors(ctx context.Context) {
@@ -309,7 +339,8 @@ func readyEndpoints(ctx context.Context, client kubernetes.Interface, s *corev1.
 func (c *checker) checkLocalGateway(ctx context.Context) {
 	const name = "the local gateway is ready"
 	if c.cfg.GatewayReady != nil {
-		c.add(name, c.cfg.GatewayReady(ctx), "kubectl -n "+c.cfg.Namespace+" logs deploy/linkerd-gateway; wget -qO- localhost:4191/ready in the pod")
+		c.add(name, c.cfg.GatewayReady(ctx), "kubectl -n "+c.cfg.Namespace+" logs deploy/linkerd-gateway; "+
+			"kubectl get --raw /api/v1/namespaces/"+c.cfg.Namespace+"/pods/<gateway pod>:4191/proxy/ready")
 		return
 	}
 	d, err := c.cfg.Client.AppsV1().Deployments(c.cfg.Namespace).Get(ctx, GatewayName, metav1.GetOptions{})

@@ -78,6 +78,20 @@ func Gateways(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 	return out, nil
 }
 
+// FilterGateways keeps the row of cluster (`--cluster-name`); "" keeps all.
+// A cluster no Link names is an error, not an empty table.
+func FilterGateways(rows []GatewayStatus, cluster string) ([]GatewayStatus, error) {
+	if cluster == "" {
+		return rows, nil
+	}
+	for _, r := range rows {
+		if r.ClusterName == cluster {
+			return []GatewayStatus{r}, nil
+		}
+	}
+	return nil, fmt.Errorf("no Link to a cluster named %q", cluster)
+}
+
 // WriteGateways prints the table of the Linkerd CLI.
 func WriteGateways(w io.Writer, rows []GatewayStatus) error {
 	var b bytes.Buffer

@@ -40,6 +40,16 @@ type LinkOptions struct {
 	ClusterDomain    string // target's cluster domain (default: what its gateway Service publishes, else cluster.local; see clusterDomain)
 	TokenDuration    time.Duration
 	CreatedBy        string // linkerd.io/created-by annotation value
+	// ExcludedLabels and ExcludedAnnotations are the Link's excludedLabels
+	// and excludedAnnotations: remote Service labels and annotations the
+	// mirror does not copy ("prefix/*" matches a prefix), as Linkerd's flags.
+	ExcludedLabels      []string
+	ExcludedAnnotations []string
+	// EndpointMode, when set, is the Link's mcgate.io/endpoint-mode
+	// annotation (egress or direct; the mirror's default is egress), so
+	// that re-linking keeps the mode instead of a hand annotation that
+	// `kubectl apply` of a fresh Link would drop.
+	EndpointMode string
 }
 
 // DefaultTokenDuration is asked of TokenRequest: Linkerd's token Secrets
@@ -78,6 +88,7 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 	spec.TargetClusterLinkerdNamespace = "linkerd"
 	spec.ClusterCredentialsSecret = CredentialsSecretName(o.ClusterName)
 	spec.Selector = sel
+	spec.ExcludedLabels, spec.ExcludedAnnotations = o.ExcludedLabels, o.ExcludedAnnotations
 
 	token, warn, err := remoteToken(ctx, client, o)
 	if err != nil {
@@ -102,6 +113,9 @@ func Link(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, o 
 			Labels:      map[string]string{LabelExtension: ExtensionName},
 			Annotations: map[string]string{"linkerd.io/created-by": o.CreatedBy}},
 		Spec: *spec,
+	}
+	if o.EndpointMode != "" {
+		link.Annotations[multicluster.AnnotationEndpointMode] = o.EndpointMode
 	}
 	// The mirror is the judge of a valid Link; failing here beats a Link
 	// that applies and then sits with Valid=False.

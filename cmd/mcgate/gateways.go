@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/mcgate/mcgate/deploy"
 )
@@ -13,6 +17,8 @@ func newGatewaysCmd() *cobra.Command {
 	var (
 		k                            kubeFlags
 		namespace, adminAddr, output string
+		clusterName                  string
+		wait                         time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "gateways",
@@ -20,7 +26,8 @@ func newGatewaysCmd() *cobra.Command {
 		Long: `Run against the SOURCE cluster. Prints CLUSTER ALIVE NUM_SVC LATENCY_P50 LATENCY_P95 LATENCY_P99
 from this cluster's Links and mirror Services and its gateway's metrics (gateway_alive,
 gateway_probe_latency_ms), read through the API server's pod proxy from the gateway pod
-that holds the mirror Lease, or from --admin-addr.`,
+that holds the mirror Lease, or from --admin-addr. --cluster-name shows one linked
+cluster; --wait is the time allowed to fetch them (retried until then, as Linkerd's).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -30,17 +37,15 @@ that holds the mirror Lease, or from --admin-addr.`,
 			if err != nil {
 				return err
 			}
-			var metrics []byte
-			if adminAddr != "" {
-				metrics, err = deploy.ScrapeAdmin(cmd.Context(), adminAddr)
-			} else {
-				metrics, _, err = deploy.ScrapePod(cmd.Context(), client, namespace)
-			}
+			var rows []deploy.GatewayStatus
+			deploy.Retry(cmd.Context(), wait, deploy.RetryInterval, func(ctx context.Context) bool {
+				rows, err = gateways(ctx, client, dyn, namespace, adminAddr)
+				return err == nil
+			})
 			if err != nil {
 				return err
 			}
-			rows, err := deploy.Gateways(cmd.Context(), client, dyn, namespace, metrics)
-			if err != nil {
+			if rows, err = deploy.FilterGateways(rows, clusterName); err != nil {
 				return err
 			}
 			if output == "table" {
@@ -59,5 +64,25 @@ that holds the mirror Lease, or from --admin-addr.`,
 	f.StringVar(&namespace, "namespace", deploy.Namespace, "namespace of the Links and the gateway")
 	f.StringVar(&adminAddr, "admin-addr", "", "read metrics from this gateway admin address (host:port) instead of the pod proxy")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
+	f.StringVar(&clusterName, "cluster-name", "", "show only the gateway of this linked cluster")
+	f.DurationVarP(&wait, "wait", "w", 30*time.Second, "time allowed to fetch the metrics and mirrors (Linkerd's default)")
 	return cmd
+}
+
+// gateways reads the gateway metrics (pod proxy, or adminAddr) and joins
+// them with the Links and mirrors.
+func gateways(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, namespace, adminAddr string) ([]deploy.GatewayStatus, error) {
+	var (
+		metrics []byte
+		err     error
+	)
+	if adminAddr != "" {
+		metrics, err = deploy.ScrapeAdmin(ctx, adminAddr)
+	} else {
+		metrics, _, err = deploy.ScrapePod(ctx, client, namespace)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return deploy.Gateways(ctx, client, dyn, namespace, metrics)
 }

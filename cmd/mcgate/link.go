@@ -17,6 +17,10 @@ import (
 // that talk to a cluster (the gateway daemon has its own --kubeconfig).
 type kubeFlags struct {
 	kubeconfig, context string
+	// as and asGroups impersonate (kubectl's --as, --as-group); only the
+	// commands that call registerImpersonation have them.
+	as       string
+	asGroups []string
 }
 
 func (k *kubeFlags) register(f *pflag.FlagSet) {
@@ -24,11 +28,25 @@ func (k *kubeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&k.context, "context", "", "kubeconfig context (default: the current one)")
 }
 
+func (k *kubeFlags) registerImpersonation(f *pflag.FlagSet) {
+	f.StringVar(&k.as, "as", "", "username to impersonate")
+	f.StringArrayVar(&k.asGroups, "as-group", nil, "group to impersonate (repeatable)")
+}
+
 // loader finds the kubeconfig the way kubectl does.
 func (k *kubeFlags) loader() (clientcmd.ClientConfig, *clientcmd.ClientConfigLoadingRules) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = k.kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context}), rules
+	o := &clientcmd.ConfigOverrides{CurrentContext: k.context}
+	o.AuthInfo.Impersonate = k.as
+	for _, g := range k.asGroups {
+		// `linkerd check` passes an empty --as-group to its extensions as
+		// the text "[]".
+		if g != "" && g != "[]" {
+			o.AuthInfo.ImpersonateGroups = append(o.AuthInfo.ImpersonateGroups, g)
+		}
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, o), rules
 }
 
 // config loads the client config the way kubectl does.
@@ -113,6 +131,9 @@ given; with a NodePort Service the gateway and probe ports are its node ports. A
 	f.StringVar(&o.APIServerAddress, "api-server-address", "", "target API server URL as the source cluster reaches it (default: the kubeconfig's)")
 	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the target's cluster domain (when not given: the gateway Service's mcgate.io/cluster-domain, else cluster.local)")
 	f.DurationVar(&o.TokenDuration, "token-duration", deploy.DefaultTokenDuration, "requested lifetime of the credentials' token")
+	f.StringSliceVar(&o.ExcludedLabels, "excluded-labels", nil, "labels of the target's Services not copied to their mirrors (comma-separated; \"prefix/*\" matches a prefix)")
+	f.StringSliceVar(&o.ExcludedAnnotations, "excluded-annotations", nil, "annotations of the target's Services not copied to their mirrors (comma-separated; \"prefix/*\" matches a prefix)")
+	f.StringVar(&o.EndpointMode, "endpoint-mode", "", "the Link's mcgate.io/endpoint-mode: egress (mirrors point at this gateway, for unmeshed clients; the default) or direct (at the remote gateway, for Linkerd-meshed clients)")
 	f.StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	return cmd
 }
