@@ -42,15 +42,18 @@ type EgressRoute struct {
 
 // EgressConfig holds what all egress listeners share.
 type EgressConfig struct {
-	DialTimeout  time.Duration // TCP connect + TLS handshake; default 10s
-	IdleTimeout  time.Duration // default 1h, <0 disables
-	ParkDelay    time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
-	BufferMemory int64         // see IngressConfig.BufferMemory
-	DrainTimeout time.Duration // default 30s
-	MaxConns     int           // default 10000, over all egress listeners
-	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
-	Log          zerolog.Logger
-	Metrics      *Metrics
+	DialTimeout time.Duration // TCP connect + TLS handshake; default 10s
+	IdleTimeout time.Duration // default 1h, <0 disables
+	// WriteStallTimeout: as IngressConfig's, for the local client and the
+	// remote gateway.
+	WriteStallTimeout time.Duration
+	ParkDelay         time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
+	BufferMemory      int64         // see IngressConfig.BufferMemory
+	DrainTimeout      time.Duration // default 30s
+	MaxConns          int           // default 10000, over all egress listeners
+	Dial              func(ctx context.Context, network, addr string) (net.Conn, error)
+	Log               zerolog.Logger
+	Metrics           *Metrics
 }
 
 // EgressSet runs the egress listeners. Update changes the set at any time
@@ -85,6 +88,7 @@ type egressListener struct {
 func NewEgress(cfg EgressConfig) *EgressSet {
 	setDefault(&cfg.DialTimeout, 10*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.WriteStallTimeout, DefaultWriteStallTimeout)
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
@@ -102,6 +106,7 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 		cfg.Log.Warn().Err(err).Msg("egress: idle connections will not be parked")
 		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, buffers, cfg.Log, nil)
 	}
+	e.splice.writeStall = max(cfg.WriteStallTimeout, 0)
 	return e
 }
 

@@ -48,9 +48,13 @@ type IngressConfig struct {
 	RouteTimeout     time.Duration // reading the header or HTTP authority; default 10s
 	DialTimeout      time.Duration // connecting to a backend; default 5s
 	IdleTimeout      time.Duration // no bytes either way; default 1h, <0 disables
-	ParkDelay        time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
-	DrainTimeout     time.Duration // default 30s
-	MaxConns         int           // open client connections; default 10000
+	// WriteStallTimeout resets a connection whose client or backend took
+	// none of the bytes written to it for this long (default
+	// DefaultWriteStallTimeout, <0: only IdleTimeout bounds it).
+	WriteStallTimeout time.Duration
+	ParkDelay         time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
+	DrainTimeout      time.Duration // default 30s
+	MaxConns          int           // open client connections; default 10000
 	// BufferMemory bounds the bytes of bulk buffers all connections hold
 	// at once (default DefaultBufferMemory, <0: none, every connection
 	// copies through its small buffer).
@@ -99,6 +103,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	setDefault(&cfg.RouteTimeout, 10*time.Second)
 	setDefault(&cfg.DialTimeout, 5*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.WriteStallTimeout, DefaultWriteStallTimeout)
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
@@ -122,6 +127,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 		}
 		return nil, fmt.Errorf("proxy: ingress: %w", err)
 	}
+	s.splice.writeStall = max(cfg.WriteStallTimeout, 0)
 	s.conns.max = cfg.MaxConns
 	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
 		minAge: evictAge(cfg.HandshakeTimeout)}
