@@ -42,18 +42,19 @@ type EgressRoute struct {
 
 // EgressConfig holds what all egress listeners share.
 type EgressConfig struct {
-	DialTimeout time.Duration // TCP connect + TLS handshake; default 10s
-	IdleTimeout time.Duration // default 1h, <0 disables
+	DialTimeout  time.Duration // TCP connect + TLS handshake; default 10s
+	IdleTimeout  time.Duration // default 1h, <0 disables
+	ParkDelay    time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
+	BufferMemory int64         // see IngressConfig.BufferMemory
+	DrainTimeout time.Duration // default 30s
+	MaxConns     int           // default 10000, over all egress listeners
+	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	Log          zerolog.Logger
+	Metrics      *Metrics
+
 	// WriteStallTimeout: as IngressConfig's, for the local client and the
 	// remote gateway.
 	WriteStallTimeout time.Duration
-	ParkDelay         time.Duration // see IngressConfig.ParkDelay; default 1s, <0 never parks
-	BufferMemory      int64         // see IngressConfig.BufferMemory
-	DrainTimeout      time.Duration // default 30s
-	MaxConns          int           // default 10000, over all egress listeners
-	Dial              func(ctx context.Context, network, addr string) (net.Conn, error)
-	Log               zerolog.Logger
-	Metrics           *Metrics
 }
 
 // EgressSet runs the egress listeners. Update changes the set at any time

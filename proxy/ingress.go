@@ -48,17 +48,17 @@ type IngressConfig struct {
 	RouteTimeout     time.Duration // reading the header or HTTP authority; default 10s
 	DialTimeout      time.Duration // connecting to a backend; default 5s
 	IdleTimeout      time.Duration // no bytes either way; default 1h, <0 disables
-	// WriteStallTimeout resets a connection whose client or backend took
-	// none of the bytes written to it for this long (default
-	// DefaultWriteStallTimeout, <0: only IdleTimeout bounds it).
-	WriteStallTimeout time.Duration
-	ParkDelay         time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
-	DrainTimeout      time.Duration // default 30s
-	MaxConns          int           // open client connections; default 10000
+	ParkDelay        time.Duration // a direction that read nothing this long gives up its goroutine and buffer until readable (Linux); default 1s, <0 never
+	DrainTimeout     time.Duration // default 30s
+	MaxConns         int           // open client connections; default 10000
 	// BufferMemory bounds the bytes of bulk buffers all connections hold
 	// at once (default DefaultBufferMemory, <0: none, every connection
 	// copies through its small buffer).
 	BufferMemory int64
+	// WriteStallTimeout resets a connection whose client or backend took
+	// none of the bytes written to it for this long (default
+	// DefaultWriteStallTimeout, <0: only IdleTimeout bounds it).
+	WriteStallTimeout time.Duration
 	// MaxHandshakes caps concurrent unauthenticated connections (default
 	// 1000); past it the oldest handshake is evicted if it has taken over a
 	// quarter of HandshakeTimeout, else the newcomer is refused.
