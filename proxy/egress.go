@@ -51,6 +51,10 @@ type EgressConfig struct {
 	Dial         func(ctx context.Context, network, addr string) (net.Conn, error)
 	Log          zerolog.Logger
 	Metrics      *Metrics
+
+	// WriteStallTimeout: as IngressConfig's, for the local client and the
+	// remote gateway.
+	WriteStallTimeout time.Duration
 }
 
 // EgressSet runs the egress listeners. Update changes the set at any time
@@ -85,6 +89,7 @@ type egressListener struct {
 func NewEgress(cfg EgressConfig) *EgressSet {
 	setDefault(&cfg.DialTimeout, 10*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.WriteStallTimeout, DefaultWriteStallTimeout)
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
@@ -102,6 +107,7 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 		cfg.Log.Warn().Err(err).Msg("egress: idle connections will not be parked")
 		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, buffers, cfg.Log, nil)
 	}
+	e.splice.writeStall = max(cfg.WriteStallTimeout, 0)
 	return e
 }
 

@@ -55,6 +55,10 @@ type IngressConfig struct {
 	// at once (default DefaultBufferMemory, <0: none, every connection
 	// copies through its small buffer).
 	BufferMemory int64
+	// WriteStallTimeout resets a connection whose client or backend took
+	// none of the bytes written to it for this long (default
+	// DefaultWriteStallTimeout, <0: only IdleTimeout bounds it).
+	WriteStallTimeout time.Duration
 	// MaxHandshakes caps concurrent unauthenticated connections (default
 	// 1000); past it the oldest handshake is evicted if it has taken over a
 	// quarter of HandshakeTimeout, else the newcomer is refused.
@@ -99,6 +103,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 	setDefault(&cfg.RouteTimeout, 10*time.Second)
 	setDefault(&cfg.DialTimeout, 5*time.Second)
 	setDefault(&cfg.IdleTimeout, time.Hour)
+	setDefault(&cfg.WriteStallTimeout, DefaultWriteStallTimeout)
 	setDefault(&cfg.ParkDelay, time.Second)
 	setDefault(&cfg.DrainTimeout, 30*time.Second)
 	setDefault(&cfg.MaxConns, 10000)
@@ -122,6 +127,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 		}
 		return nil, fmt.Errorf("proxy: ingress: %w", err)
 	}
+	s.splice.writeStall = max(cfg.WriteStallTimeout, 0)
 	s.conns.max = cfg.MaxConns
 	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
 		minAge: evictAge(cfg.HandshakeTimeout)}

@@ -21,6 +21,9 @@ type side struct {
 	conn net.Conn   // writes, deadlines, close
 	raw  net.Conn   // the TCP connection under conn (conn itself when plain)
 	tr   *transport // between conn and raw when conn is TLS over a transport
+	// stall bounds the splice's writes to conn when they do not go
+	// through tr (which has its own); nil: no bound but the idle timeout.
+	stall *writeStall
 }
 
 func plainSide(c net.Conn) side { return side{r: c, conn: c, raw: c} }
@@ -84,10 +87,13 @@ var errDrained = fmt.Errorf("drain deadline: %w", net.ErrClosed)
 
 // spliceOptions are what the splices of one server share.
 type spliceOptions struct {
-	idle      time.Duration // no bytes either way for this long ends the pair; 0: never
-	parkDelay time.Duration // no bytes read in one direction for this long parks it; 0: never
-	parker    *parker       // nil: never park
-	buffers   *bufferBudget // bulk buffers of this server's connections
+	idle time.Duration // no bytes either way for this long ends the pair; 0: never
+	// writeStall: a destination that takes no byte for this long ends the
+	// pair (see writeStall); 0: the idle timeout bounds writes instead.
+	writeStall time.Duration
+	parkDelay  time.Duration // no bytes read in one direction for this long parks it; 0: never
+	parker     *parker       // nil: never park
+	buffers    *bufferBudget // bulk buffers of this server's connections
 }
 
 // splicer copies both ways between a client and an upstream. Each
@@ -138,6 +144,13 @@ func newSplicer(o spliceOptions, client, upstream side, toUpstream, toClient pro
 // start copies both ways, each in a fresh goroutine (small stacks, not
 // the one the handshake grew), and returns at once.
 func (s *splicer) start() {
+	limitUnsent(s.client.raw) // a stalled reader holds little in our send queues
+	limitUnsent(s.upstream.raw)
+	if s.writeStall > 0 {
+		ws := &writeStall{timeout: s.writeStall, aborted: &s.aborted}
+		s.client.boundWrites(ws)
+		s.upstream.boundWrites(ws)
+	}
 	s.lastActive.Store(time.Now().UnixNano())
 	go s.dirs[0].run()
 	go s.dirs[1].run()
@@ -283,8 +296,9 @@ func (d *direction) step() (n int, werr, rerr error) {
 	now := time.Now()
 	d.lastRead = now
 	s.lastActive.Store(now.UnixNano())
-	if s.idle > 0 {
-		// A peer that stops reading must not hold us forever.
+	if s.idle > 0 && s.writeStall == 0 {
+		// A peer that stops reading must not hold us forever (with a
+		// write-stall timeout, side.write bounds the write itself).
 		dst.conn.SetWriteDeadline(now.Add(s.idle))
 		if s.aborted.Load() {
 			return n, net.ErrClosed, nil // abort's expired deadline may just have been replaced
@@ -318,7 +332,11 @@ func (d *direction) putBuf() {
 // write writes p to the side, gathering the TLS records of a large write
 // into one syscall when the side has a transport.
 func (s *side) write(p []byte) error {
-	if s.tr == nil || len(p) <= holdMin {
+	if s.tr == nil {
+		_, err := s.stall.write(s.conn, p)
+		return err
+	}
+	if len(p) <= holdMin {
 		_, err := s.conn.Write(p)
 		return err
 	}
@@ -328,6 +346,20 @@ func (s *side) write(p []byte) error {
 		err = ferr
 	}
 	return err
+}
+
+// boundWrites puts the side's writes under ws: in its transport, where
+// crypto/tls's records reach the socket (a deadline crypto/tls saw expire
+// would end the connection even though the peer was reading), else in
+// write.
+func (s *side) boundWrites(ws *writeStall) {
+	if s.tr != nil {
+		s.tr.wmu.Lock() // a drain's abort may already close, and write an alert
+		s.tr.stall = ws
+		s.tr.wmu.Unlock()
+	} else {
+		s.stall = ws
+	}
 }
 
 // expired is a deadline in the past.

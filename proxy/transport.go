@@ -52,8 +52,9 @@ type transport struct {
 	closed    bool
 
 	wmu     sync.Mutex
-	holding bool    // a hold is on and its buffer is budgeted
-	wbuf    *[]byte // taken at the first write of a hold
+	stall   *writeStall // set as the splice starts; nil: plain writes
+	holding bool        // a hold is on and its buffer is budgeted
+	wbuf    *[]byte     // taken at the first write of a hold
 	wn      int
 }
 
@@ -128,7 +129,7 @@ func (t *transport) Write(p []byte) (int, error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if !t.holding {
-		return t.Conn.Write(p)
+		return t.stall.write(t.Conn, p)
 	}
 	if t.wn+len(p) > transportBufSize {
 		if err := t.writeHeldLocked(); err != nil {
@@ -136,7 +137,7 @@ func (t *transport) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) > transportBufSize {
-		return t.Conn.Write(p)
+		return t.stall.write(t.Conn, p)
 	}
 	if t.wbuf == nil {
 		t.wbuf = transportBufPool.Get().(*[]byte)
@@ -177,7 +178,7 @@ func (t *transport) writeHeldLocked() error {
 	if t.wn == 0 {
 		return nil
 	}
-	_, err := t.Conn.Write((*t.wbuf)[:t.wn])
+	_, err := t.stall.write(t.Conn, (*t.wbuf)[:t.wn])
 	t.wn = 0
 	return err
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -149,34 +148,9 @@ func (s stats) String() string {
 		s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.max.Round(10*time.Microsecond))
 }
 
-// measure runs n round trips one after the other, gap apart, as a good
-// client of steady, modest rate would.
+// measure runs n round trips one after the other, gap apart (probeRound).
 func measure(addr string, cfg *tls.Config, n int, gap time.Duration) stats {
-	var s stats
-	lat := make([]time.Duration, 0, n)
-	tick := time.NewTicker(gap)
-	defer tick.Stop()
-	for range n {
-		start := time.Now()
-		if err := roundTrip(addr, cfg); err != nil {
-			s.failed++
-			if s.firstErr == nil {
-				s.firstErr = err
-			}
-			if s.failed >= 5 {
-				break // enough to fail the phase; do not wait out every timeout
-			}
-		} else {
-			s.ok++
-		}
-		lat = append(lat, time.Since(start))
-		<-tick.C
-	}
-	slices.Sort(lat)
-	s.p50 = lat[len(lat)/2]
-	s.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
-	s.max = lat[len(lat)-1]
-	return s
+	return probeRound(addr, cfg, n, gap).stats
 }
 
 func metric(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
