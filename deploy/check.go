@@ -121,6 +121,7 @@ func (c *checker) run(ctx context.Context) {
 	c.checkAlive()
 	c.checkMirrors(ctx)
 	c.checkLocalGateway(ctx)
+	c.checkLeafExpiry(ctx)
 }
 
 func (c *checker) checkCredentials(ctx context.Context) {

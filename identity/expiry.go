@@ -14,11 +14,9 @@ import (
 // in deploy/monitoring/alerts.yaml uses the same window.
 const DefaultLeafExpiryWarning = 30 * 24 * time.Hour
 
-// RenewHint is the renewal, as commands, that warnings about an expiring
-// leaf point to; the README's "Renewing a gateway's leaf" spells it out.
-const RenewHint = "mcgate identity leaf --ca issuer.crt --ca-key issuer.key --anchor ca.crt --out-dir <dir> --force; " +
-	"kubectl -n linkerd-multicluster create secret generic linkerd-gateway-identity --from-file=<dir> --dry-run=client -o yaml | kubectl apply -f - " +
-	"(the gateway reloads it without a restart)"
+// RenewLeafCommand makes a new leaf in place of the old one, under the
+// issuer and anchor files of the README's step 1.
+const RenewLeafCommand = "mcgate identity leaf --ca issuer.crt --ca-key issuer.key --anchor ca.crt --out-dir <dir> --force"
 
 // LeafState is where a leaf stands against its expiry warning window.
 type LeafState int
@@ -70,7 +68,7 @@ func (s *FileSource) logExpiry(l *loaded, always bool) {
 	}
 	ev.Str("identity", l.name.String()).Time("not_after", notAfter).
 		Str("left", left.Round(time.Minute).String()).Dur("warning_window", s.expiryWarning).
-		Str("renew", RenewHint).Msg(msg)
+		Str("renew", RenewLeafCommand+", then put <dir> in the gateway's Secret: it reloads it without a restart").Msg(msg)
 }
 
 // watchExpiry looks at the current leaf against the clock, between loads.
