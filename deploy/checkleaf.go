@@ -85,7 +85,7 @@ func leafExpiryResult(ends []leafEnd, bad []string, now time.Time, window time.D
 	if !r.OK {
 		r.Detail = many(bad).Error()
 		r.Hint = "renew it: " + identity.RenewLeafCommand + "; kubectl -n " + namespace + " create secret generic " + secret +
-			" --from-file=<dir> --dry-run=client -o yaml | kubectl apply -f - (the gateways reload it without a restart)"
+			" --type kubernetes.io/tls --from-file=<dir> --dry-run=client -o yaml | kubectl apply -f - (the gateways reload it without a restart)"
 	}
 	return r
 }

@@ -52,7 +52,7 @@ func TestLeafExpiryFromMetrics(t *testing.T) {
 				t.Errorf("result %+v; want OK %v, detail with %q", r, c.ok, c.detail)
 			}
 			if !c.ok && (!strings.Contains(r.Hint, identity.RenewLeafCommand) ||
-				!strings.Contains(r.Hint, "kubectl -n linkerd-multicluster create secret generic linkerd-gateway-identity --from-file=<dir>")) {
+				!strings.Contains(r.Hint, "kubectl -n linkerd-multicluster create secret generic linkerd-gateway-identity --type kubernetes.io/tls --from-file=<dir>")) {
 				t.Errorf("hint %q does not say how to renew", r.Hint)
 			}
 		})
