@@ -67,7 +67,7 @@ func (s *FileSource) logExpiry(l *loaded, always bool) {
 		msg = "leaf certificate has expired; peers refuse this gateway"
 	}
 	ev.Str("identity", l.name.String()).Time("not_after", notAfter).
-		Str("left", left.Round(time.Minute).String()).Dur("warning_window", s.expiryWarning).
+		Str("left", left.Round(time.Minute).String()).Str("warning_window", s.expiryWarning.String()).
 		Str("renew", RenewLeafCommand+", then put <dir> in the gateway's Secret: it reloads it without a restart").Msg(msg)
 }
 
