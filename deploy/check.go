@@ -133,6 +133,7 @@ func (c *checker) run(ctx context.Context) {
 	c.checkMirrors(ctx)
 	c.checkMeshedClients(ctx)
 	c.checkLocalGateway(ctx)
+	c.checkLeafExpiry(ctx)
 }
 
 // apiReachable asks the API server for its version: any answer, even a

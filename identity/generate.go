@@ -17,14 +17,31 @@ import (
 	"time"
 )
 
-// Defaults of the certificates that `mcgate identity` creates. They match
-// the `step certificate create` commands of the Linkerd multicluster guide.
+// Defaults of the certificates that `mcgate identity` creates. Anchor and
+// issuer match the `step certificate create` commands of the Linkerd
+// multicluster guide (--not-after 87600h and 8760h).
 const (
 	DefaultAnchorCommonName = "root.linkerd.cluster.local"
 	DefaultIssuerCommonName = "identity.linkerd.cluster.local"
 	DefaultAnchorLifetime   = 10 * 365 * 24 * time.Hour // 87600h
 	DefaultIssuerLifetime   = 365 * 24 * time.Hour      // 8760h
-	DefaultLeafLifetime     = 24 * time.Hour
+
+	// DefaultLeafLifetime is NewLeaf's default, as step's: for leaves
+	// that something renews, as Linkerd renews its proxies' 24-hour leaves,
+	// and for tests.
+	DefaultLeafLifetime = 24 * time.Hour
+
+	// DefaultManualLeafLifetime is the default of `mcgate identity leaf`,
+	// whose leaf a person makes and nothing renews: 24 hours there would
+	// stop the gateway the next day. It is a year less a day (8736h): long
+	// enough for a yearly renewal by hand, and a day shorter than the
+	// default issuer, so that a leaf made the same day as its issuer fits
+	// under it (the command refuses a leaf that outlives its --ca) and ends
+	// first, so that the leaf's expiry warnings (DefaultLeafExpiryWarning
+	// ahead) cover the issuer's end too. A leaf renewed under an issuer that
+	// ends within the year is refused, which says the issuer needs renewing
+	// as well, rather than silently shortened.
+	DefaultManualLeafLifetime = 364 * 24 * time.Hour // 8736h
 )
 
 // backdate moves NotBefore into the past so that a peer whose clock lags a

@@ -53,6 +53,11 @@ type FileSourceConfig struct {
 	// this source, by the loader and by the TLS configs built on it. Tests
 	// move it to make certificates expire.
 	Clock func() time.Time
+	// ExpiryWarning is how long before the leaf ends the source starts to
+	// warn: at every load of a leaf that ends within it, and from the poll
+	// that finds the leaf entered it. Zero means DefaultLeafExpiryWarning,
+	// less than zero never (an expired leaf is still logged as an error).
+	ExpiryWarning time.Duration
 }
 
 // FileSource is the gateway's identity read from a directory: its leaf
@@ -76,6 +81,9 @@ type FileSource struct {
 	mu          sync.Mutex    // serialises loads; guards the fields below
 	updated     chan struct{} // closed and replaced on every successful load
 	lastFailure string        // fingerprint and error of the last bad set Run reported
+
+	expiryWarning time.Duration
+	expiryLogged  LeafState // of the current leaf, last written by logExpiry
 
 	reloads *prometheus.CounterVec
 	expiry  prometheus.Gauge
@@ -107,6 +115,11 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 		interval: cfg.PollInterval,
 		clock:    cfg.Clock,
 		updated:  make(chan struct{}),
+
+		expiryWarning: cfg.ExpiryWarning,
+	}
+	if s.expiryWarning == 0 {
+		s.expiryWarning = DefaultLeafExpiryWarning
 	}
 	if s.interval <= 0 {
 		s.interval = DefaultPollInterval
@@ -134,7 +147,8 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 // because Kubernetes updates a Secret volume by swapping a "..data" symlink,
 // which file watches on tls.crt and friends do not see. A bad set is logged
 // and counted once, then retried at every poll (a certificate that is not yet
-// valid becomes valid). Run returns nil when ctx is done.
+// valid becomes valid). Each poll also looks at the leaf's end against
+// ExpiryWarning. Run returns nil when ctx is done.
 func (s *FileSource) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -144,6 +158,7 @@ func (s *FileSource) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			s.poll()
+			s.watchExpiry()
 		}
 	}
 }
@@ -213,6 +228,7 @@ func (s *FileSource) apply(files rawFiles) error {
 	s.reloads.WithLabelValues("success").Inc()
 	s.log.Info().Str("identity", l.name.String()).Time("not_after", leaf.NotAfter).
 		Int("anchors", len(l.trust.anchors)).Str("dir", s.dir).Msg("identity loaded")
+	s.logExpiry(l, true)
 	// Last, so that whoever waits on Updated sees the metrics too.
 	close(s.updated)
 	s.updated = make(chan struct{})

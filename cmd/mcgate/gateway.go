@@ -27,6 +27,7 @@ import (
 type gatewayOptions struct {
 	identityDir      string
 	identityPoll     time.Duration
+	leafWarning      time.Duration
 	listenAddr       string
 	adminAddr        string
 	probeAddr        string
@@ -72,6 +73,7 @@ func newGatewayCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.identityDir, "identity-dir", "/var/run/mcgate/identity", "directory with tls.crt (leaf, then chain), tls.key and ca.crt (trust anchors)")
 	f.DurationVar(&o.identityPoll, "identity-poll-interval", identity.DefaultPollInterval, "how often to look for rotated identity files")
+	f.DurationVar(&o.leafWarning, "leaf-expiry-warning", identity.DefaultLeafExpiryWarning, "warn in the log when the leaf certificate ends within this (at every load, and when it enters the window; negative: never)")
 	f.StringVar(&o.listenAddr, "listen-addr", ":4143", "ingress address (mTLS from other clusters)")
 	f.StringVar(&o.adminAddr, "admin-addr", ":4191", "admin address (/ready, /live, /metrics)")
 	f.StringVar(&o.probeAddr, "probe-addr", "", "address serving only /ready and /live, for other clusters' probes through the load balancer (default: none; probes use --admin-addr)")
@@ -138,7 +140,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	src, err := identity.NewFileSource(identity.FileSourceConfig{
-		Dir: o.identityDir, PollInterval: o.identityPoll, Metrics: reg,
+		Dir: o.identityDir, PollInterval: o.identityPoll, Metrics: reg, ExpiryWarning: o.leafWarning,
 		Log: log.With().Str("component", "identity").Logger(),
 	})
 	if err != nil {

@@ -27,6 +27,11 @@ func newIdentityCmd() *cobra.Command {
   mcgate identity issuer --ca ca.crt --ca-key ca.key   # issuer.crt, issuer.key: one per cluster (1 year)
   mcgate identity leaf --ca issuer.crt --ca-key issuer.key --anchor ca.crt --out-dir DIR
                                          # DIR/tls.crt, tls.key, ca.crt: a gateway's --identity-dir
+                                         # (8736h: a year less a day, so it ends before its issuer)
+
+Nothing renews these files: renew the leaf before it ends by running leaf again (--force)
+and replacing the gateway's Secret with DIR; the gateway reloads it without a restart,
+warns from --leaf-expiry-warning (720h) before the end, and mcgate check fails then.
 
 Each input must fit its flag: --anchor and the --ca of issuer are self-signed root CAs,
 the --ca of leaf is a CA (the issuer, or the anchor itself). No certificate may outlive
@@ -260,7 +265,7 @@ func newIdentityLeafCmd() *cobra.Command {
 			return describe(cmd, "leaf "+name.String(), kp.Cert, paths...)
 		},
 	}
-	v.add(cmd, identity.DefaultLeafLifetime)
+	v.add(cmd, identity.DefaultManualLeafLifetime)
 	v.addClamp(cmd)
 	f := cmd.Flags()
 	f.StringVar(&ca, "ca", "", "certificate of the signing issuer (required)")
