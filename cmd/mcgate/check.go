@@ -29,8 +29,9 @@ get/list/watch services and endpointslices, trust anchors equal (identity Secret
 compared with each linked cluster reached through the kubeconfig context of its name),
 each Link's gateway alive, every mirror service with ready endpoints, no orphan mirrors,
 Links in egress mode where Linkerd's control plane runs (its meshed clients cannot use
-those mirrors: README, Meshed clients), and the local gateway ready (its Deployment, or
---admin-addr's /ready). The API server is asked first: unreachable, nothing else runs.
+those mirrors: README, Meshed clients), the gateway's leaf certificate not ending within
+30 days (the leaf in use, from the gateway's metrics, and the one in its identity Secret),
+and the local gateway ready (its Deployment, or --admin-addr's /ready). The API server is asked first: unreachable, nothing else runs.
 
 --wait retries the checks until all pass or the duration has passed (Linkerd's default
 is 5m; mcgate reports at once unless given). -o short prints only what did not pass,
