@@ -29,6 +29,11 @@ type attack struct {
 	// are bounded rather than refused.
 	metric string
 	reason string
+	// orReason is a second reason the gateway may count the attack under
+	// instead: a stalled handshake is evicted by a newer one of its own
+	// source (reason evicted) once that source holds its share of the
+	// slots, before it can time out.
+	orReason string
 	// reachesBackend: the attack is a valid client (e.g. it never reads),
 	// so the backend may see it.
 	reachesBackend bool
