@@ -55,6 +55,8 @@ type EgressConfig struct {
 	// WriteStallTimeout: as IngressConfig's, for the local client and the
 	// remote gateway.
 	WriteStallTimeout time.Duration
+	// UnsentLimit: as IngressConfig's.
+	UnsentLimit int
 }
 
 // EgressSet runs the egress listeners. Update changes the set at any time
@@ -108,6 +110,7 @@ func NewEgress(cfg EgressConfig) *EgressSet {
 		e.splice, _ = newSpliceOptions(cfg.IdleTimeout, -1, buffers, cfg.Log, nil)
 	}
 	e.splice.writeStall = max(cfg.WriteStallTimeout, 0)
+	e.splice.unsentLimit = max(cfg.UnsentLimit, 0)
 	return e
 }
 

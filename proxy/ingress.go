@@ -59,6 +59,10 @@ type IngressConfig struct {
 	// none of the bytes written to it for this long (default
 	// DefaultWriteStallTimeout, <0: only IdleTimeout bounds it).
 	WriteStallTimeout time.Duration
+	// UnsentLimit caps the bytes each spliced socket queues that TCP has
+	// not sent (TCP_NOTSENT_LOWAT; 0: the kernel's autotuning, up to
+	// tcp_wmem's maximum for a peer that does not read).
+	UnsentLimit int
 	// MaxHandshakes caps concurrent unauthenticated connections (default
 	// 1000); past it the oldest handshake is evicted if it has taken over a
 	// quarter of HandshakeTimeout, else the newcomer is refused.
@@ -128,6 +132,7 @@ func NewIngress(cfg IngressConfig) (*IngressServer, error) {
 		return nil, fmt.Errorf("proxy: ingress: %w", err)
 	}
 	s.splice.writeStall = max(cfg.WriteStallTimeout, 0)
+	s.splice.unsentLimit = max(cfg.UnsentLimit, 0)
 	s.conns.max = cfg.MaxConns
 	s.handshakes = handshakeSlots{max: cfg.MaxHandshakes, perSource: cfg.MaxHandshakesPerSource,
 		minAge: evictAge(cfg.HandshakeTimeout)}

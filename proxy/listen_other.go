@@ -8,4 +8,4 @@ import "net"
 func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // limitUnsent is Linux only (TCP_NOTSENT_LOWAT, see listen_linux.go).
-func limitUnsent(net.Conn) {}
+func limitUnsent(net.Conn, int) {}

@@ -91,9 +91,12 @@ type spliceOptions struct {
 	// writeStall: a destination that takes no byte for this long ends the
 	// pair (see writeStall); 0: the idle timeout bounds writes instead.
 	writeStall time.Duration
-	parkDelay  time.Duration // no bytes read in one direction for this long parks it; 0: never
-	parker     *parker       // nil: never park
-	buffers    *bufferBudget // bulk buffers of this server's connections
+	// unsentLimit: TCP_NOTSENT_LOWAT of both sockets (listen_linux.go);
+	// 0: the kernel's autotuning.
+	unsentLimit int
+	parkDelay   time.Duration // no bytes read in one direction for this long parks it; 0: never
+	parker      *parker       // nil: never park
+	buffers     *bufferBudget // bulk buffers of this server's connections
 }
 
 // splicer copies both ways between a client and an upstream. Each
@@ -144,8 +147,10 @@ func newSplicer(o spliceOptions, client, upstream side, toUpstream, toClient pro
 // start copies both ways, each in a fresh goroutine (small stacks, not
 // the one the handshake grew), and returns at once.
 func (s *splicer) start() {
-	limitUnsent(s.client.raw) // a stalled reader holds little in our send queues
-	limitUnsent(s.upstream.raw)
+	if s.unsentLimit > 0 { // a stalled reader holds little in our send queues
+		limitUnsent(s.client.raw, s.unsentLimit)
+		limitUnsent(s.upstream.raw, s.unsentLimit)
+	}
 	if s.writeStall > 0 {
 		ws := &writeStall{timeout: s.writeStall, aborted: &s.aborted}
 		s.client.boundWrites(ws)

@@ -28,8 +28,9 @@ var errWriteStalled = fmt.Errorf("proxy: peer took no bytes for the write-stall 
 //
 // The deadline is on progress, not on the whole write: each time the
 // kernel takes some of the write into the socket, which needs the peer to
-// have taken earlier bytes once the send queue is full (TCP_NOTSENT_LOWAT,
-// listen_linux.go), the write gets another timeout. A slow peer that reads
+// have taken earlier bytes once the send queue is full (tcp_wmem, or the
+// unsent limit of listen_linux.go where set), the write gets another
+// timeout. A slow peer that reads
 // keeps its connection however long a write takes; one that takes nothing
 // for the timeout gets a reset, as HAProxy's `timeout client` and nginx's
 // `proxy_timeout` do.

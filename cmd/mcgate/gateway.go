@@ -40,6 +40,7 @@ type gatewayOptions struct {
 	dialTimeout      time.Duration
 	idleTimeout      time.Duration
 	writeStall       time.Duration
+	unsentLimitKiB   int
 	parkDelay        time.Duration
 	drainTimeout     time.Duration
 	maxConns         int
@@ -85,6 +86,7 @@ func newGatewayCmd() *cobra.Command {
 	f.DurationVar(&o.routeTimeout, "route-timeout", 10*time.Second, "deadline for reading the transport header or HTTP authority")
 	f.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "backend or remote gateway connect deadline")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", time.Hour, "close connections with no bytes either way for this long (0: 1h, negative: never)")
+	f.IntVar(&o.unsentLimitKiB, "unsent-limit-kib", 0, "KiB each spliced socket may queue unsent (TCP_NOTSENT_LOWAT) for a peer that does not read; 0: the kernel's autotuning (faster bulk, up to tcp_wmem's maximum per stalled peer until --write-stall-timeout)")
 	f.DurationVar(&o.writeStall, "write-stall-timeout", proxy.DefaultWriteStallTimeout, "reset a connection whose client or backend took none of the bytes written to it for this long (negative: only --idle-timeout)")
 	f.DurationVar(&o.parkDelay, "park-delay", time.Second, "a connection direction that carried no byte this long waits in epoll without a goroutine or buffer (negative: never)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long open connections may finish")
@@ -175,7 +177,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		Router: router, ClusterDomain: o.clusterDomain, Cluster: o.clusterName,
 		ServerIdentity:   func() string { return src.Name().DNS() },
 		HandshakeTimeout: o.handshakeTimeout, RouteTimeout: o.routeTimeout, DialTimeout: o.dialTimeout,
-		IdleTimeout: o.idleTimeout, WriteStallTimeout: o.writeStall, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
+		IdleTimeout: o.idleTimeout, WriteStallTimeout: o.writeStall, UnsentLimit: o.unsentLimitKiB << 10, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, MaxHandshakes: o.maxHandshakes, MaxHandshakesPerSource: o.maxPerSource,
 		BufferMemory: o.bufferMemory(),
 		Log:          log.With().Str("component", "ingress").Logger(), Metrics: metrics,
@@ -184,7 +186,7 @@ func runGateway(ctx context.Context, o gatewayOptions, stderr io.Writer) error {
 		return err
 	}
 	egress := proxy.NewEgress(proxy.EgressConfig{
-		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, WriteStallTimeout: o.writeStall, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
+		DialTimeout: o.dialTimeout, IdleTimeout: o.idleTimeout, WriteStallTimeout: o.writeStall, UnsentLimit: o.unsentLimitKiB << 10, ParkDelay: o.parkDelay, DrainTimeout: o.drainTimeout,
 		MaxConns: o.maxConns, BufferMemory: o.bufferMemory(), Log: log.With().Str("component", "egress").Logger(), Metrics: metrics,
 	})
 	tlsFor := newEgressTLS(src)
