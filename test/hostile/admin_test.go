@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/internal/testenv/testproxy"
 	"github.com/mcgate/mcgate/probe"
 )
@@ -28,16 +27,11 @@ const adminIdleTimeout = 500 * time.Millisecond
 // process, so /proc/self/fd counts the gateway's descriptors only.
 func TestAdminDescriptors(t *testing.T) {
 	const perPort = 300
-	ca := testpki.New(t)
-	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
-	good := clientConfig(t, ca)
+	f := newAPIFixture(t)
+	gw, good := f.gw, f.good
 	ready := func() error { return nil }
 	admin := serveAdmin(t, probe.AdminConfig{Gatherer: prometheus.NewRegistry(), Ready: ready, IdleTimeout: adminIdleTimeout})
 	probePort := serveAdmin(t, probe.AdminConfig{ProbeOnly: true, Ready: ready, IdleTimeout: adminIdleTimeout})
-	if err := roundTrip(gw.Addr().String(), good); err != nil {
-		t.Fatal(err)
-	}
 	baseline := openFDs(t)
 
 	c := startChild(t, "idle-http", childJob{Addrs: []string{admin, probePort}, N: perPort})

@@ -20,11 +20,9 @@ import (
 // let the HTTP Host of their bytes pick an exported service instead. The
 // exported service's backend must accept none of them.
 func TestFailOpenRoutes(t *testing.T) {
-	ca := testpki.New(t)
-	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
+	f := newAPIFixture(t)
+	ca, be, gw, goodCfg := f.ca, f.be, f.gw, f.good
 	addr := gw.Addr().String()
-	goodCfg := clientConfig(t, ca)
 	hostAPI := []byte("GET / HTTP/1.1\r\nHost: " + apiSNI + "\r\n\r\n")
 	header := proxy.AppendTransportHeader(nil, proxy.TransportHeader{Port: apiPort, Name: apiSNI})
 	attempts := []struct {

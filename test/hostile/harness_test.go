@@ -88,6 +88,27 @@ func startGateway(t testing.TB, ca *testpki.CA, router proxy.Router, opts ...fun
 	return g
 }
 
+// apiFixture is the usual bed of an attack test: a gateway exporting
+// api.production:8080 to an echo backend, and a good client that has made
+// one round trip through it.
+type apiFixture struct {
+	ca   *testpki.CA
+	be   *backend
+	gw   *gateway
+	good *tls.Config
+}
+
+func newAPIFixture(t testing.TB, opts ...func(*proxy.IngressConfig)) apiFixture {
+	t.Helper()
+	f := apiFixture{ca: testpki.New(t), be: newBackend(t)}
+	f.gw = startGateway(t, f.ca, routes{"production/api": {apiPort: {f.be.Addr()}}}, opts...)
+	f.good = clientConfig(t, f.ca)
+	if err := roundTrip(f.gw.Addr().String(), f.good); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // clientConfig is a good client: identity web.west issued by ca, checking
 // the gateway's identity, resuming sessions as the egress does.
 func clientConfig(t testing.TB, ca *testpki.CA) *tls.Config {

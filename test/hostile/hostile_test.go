@@ -39,14 +39,9 @@ const (
 // quiet rounds' (enforced with MCGATE_HOSTILE_STRICT=1, see below).
 // Attackers connect from 127.0.0.1, the good client from 127.0.0.2.
 func TestHostileClients(t *testing.T) {
-	ca := testpki.New(t)
-	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
+	f := newAPIFixture(t)
+	ca, be, gw, good := f.ca, f.be, f.gw, f.good
 	addr := gw.Addr().String()
-	good := clientConfig(t, ca)
-	if err := roundTrip(addr, good); err != nil {
-		t.Fatal(err)
-	}
 	strict := os.Getenv("MCGATE_HOSTILE_STRICT") != ""
 	rounds := looseRounds
 	if strict {

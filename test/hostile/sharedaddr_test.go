@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcgate/mcgate/internal/testenv/testpki"
 	"github.com/mcgate/mcgate/internal/testenv/wait"
 )
 
@@ -37,14 +36,9 @@ const (
 // instead of refusing it. Its p99 is compared with the quiet rounds'
 // (enforced with MCGATE_HOSTILE_STRICT=1, like TestHostileClients).
 func TestSharedAddressStalledHandshakes(t *testing.T) {
-	ca := testpki.New(t)
-	be := newBackend(t)
-	gw := startGateway(t, ca, routes{"production/api": {apiPort: {be.Addr()}}})
+	f := newAPIFixture(t)
+	gw, good := f.gw, f.good
 	addr := gw.Addr().String()
-	good := clientConfig(t, ca)
-	if err := roundTrip(addr, good); err != nil {
-		t.Fatal(err)
-	}
 	hello := clientHello(t, apiSNI)
 	stalled := attack{name: "stalled handshakes", workers: sharedAttackers, every: time.Second,
 		hit: stallFromGoodSource(hello[:len(hello)/2])}
