@@ -281,13 +281,12 @@ func (c *controller) applySlice(ctx context.Context, cfg *multicluster.LinkConfi
 	}
 	// The slice's endpoints and ports are atomic lists: a forced apply
 	// replaces them whole, hand edits included.
-	out, err := c.m.cfg.Client.DiscoveryV1().EndpointSlices(mirror.Namespace).Apply(ctx, desired,
-		metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
-	if err != nil {
+	if _, err := c.m.cfg.Client.DiscoveryV1().EndpointSlices(mirror.Namespace).Apply(ctx, desired,
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 		return 0, fmt.Errorf("apply endpointslice %s/%s: %w", mirror.Namespace, mirror.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("endpointslice", "apply").Inc()
-	c.memo.wrote(memoKey, cachedRV, fp, out)
+	c.memo.wrote(memoKey, cachedRV, fp, nil)
 	return ready, nil
 }
 

@@ -22,8 +22,9 @@ import (
 type writeMemo struct {
 	now func() time.Time
 
-	mu   sync.Mutex
-	last map[string]memo
+	mu    sync.Mutex
+	last  map[string]memo
+	swept time.Time // when expired memos were last dropped
 }
 
 const memoLife = 10 * time.Second
@@ -63,11 +64,22 @@ func (w *writeMemo) unseen(key, cachedRV, fp string) (any, bool) {
 }
 
 // wrote records a write of fp to key, which replaced the cached object of
-// resourceVersion replacedRV and returned result.
+// resourceVersion replacedRV and returned result (nil where no caller needs
+// it). Memos past memoLife are dropped here, at most once per memoLife, so
+// the memo holds recent writes only, not a second copy of every mirror.
 func (w *writeMemo) wrote(key, replacedRV, fp string, result any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.last[key] = memo{replaced: replacedRV, fingerprint: fp, result: result, at: w.now()}
+	now := w.now()
+	if now.Sub(w.swept) > memoLife {
+		for k, m := range w.last {
+			if now.Sub(m.at) > memoLife {
+				delete(w.last, k)
+			}
+		}
+		w.swept = now
+	}
+	w.last[key] = memo{replaced: replacedRV, fingerprint: fp, result: result, at: now}
 }
 
 // forget drops key's memo (its object was deleted).

@@ -44,4 +44,12 @@ func TestWriteMemo(t *testing.T) {
 	if _, ok := w.unseen("created", "", "C"); ok {
 		t.Error("forgotten memo still holds")
 	}
+
+	// Memos past their life are dropped by a later write, so the memo
+	// does not keep every mirror ever written.
+	now = now.Add(memoLife + time.Second)
+	w.wrote("fresh", "1", "F", nil)
+	if _, ok := w.last["k"]; ok || len(w.last) != 1 {
+		t.Errorf("after a write past memoLife the memo holds %d entries, want only the fresh one", len(w.last))
+	}
 }
