@@ -11,7 +11,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mcgate/mcgate/identity"
 )
@@ -48,7 +47,7 @@ func (c *checker) checkLeafExpiry(ctx context.Context) {
 			ends = append(ends, leafEnd{"gateway pod " + pod, end})
 		}
 	}
-	s, err := c.cfg.Client.CoreV1().Secrets(c.cfg.Namespace).Get(ctx, c.cfg.IdentitySecret, metav1.GetOptions{})
+	s, err := c.localIdentity(ctx)
 	secret := "secret " + c.cfg.Namespace + "/" + c.cfg.IdentitySecret
 	switch {
 	case err == nil && len(s.Data[identity.CertFile]) > 0:
@@ -59,7 +58,7 @@ func (c *checker) checkLeafExpiry(ctx context.Context) {
 			ends = append(ends, leafEnd{secret, end})
 		}
 	case err != nil && !apierrors.IsNotFound(err):
-		bad = append(bad, fmt.Sprintf("%s: %v", secret, err))
+		bad = append(bad, err.Error()) // it names the Secret
 	}
 	if len(ends) == 0 && len(bad) == 0 {
 		return
