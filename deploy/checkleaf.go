@@ -15,10 +15,6 @@ import (
 	"github.com/mcgate/mcgate/identity"
 )
 
-// LeafExpiryMetric is the gauge of the leaf's end that a gateway serves on
-// its admin /metrics (identity.FileSource sets it at every load).
-const LeafExpiryMetric = "identity_leaf_expiry_timestamp_seconds"
-
 const leafCheckName = "the gateway's leaf certificate does not expire soon"
 
 // leafEnd is where a leaf's end was read, and the end.
@@ -98,20 +94,20 @@ func roughly(d time.Duration) string {
 	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
-// leafEndFromMetrics reads LeafExpiryMetric from a gateway's /metrics
+// leafEndFromMetrics reads identity.LeafExpiryMetric from a gateway's /metrics
 // text; found is false when the gateway does not serve it.
 func leafEndFromMetrics(b []byte) (notAfter time.Time, found bool, err error) {
 	fams, err := parseMetrics(b)
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	f := fams[LeafExpiryMetric]
+	f := fams[identity.LeafExpiryMetric]
 	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetGauge() == nil {
 		return time.Time{}, false, nil
 	}
 	v := f.GetMetric()[0].GetGauge().GetValue()
 	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return time.Time{}, false, fmt.Errorf("%s is %v, not a time", LeafExpiryMetric, v)
+		return time.Time{}, false, fmt.Errorf("%s is %v, not a time", identity.LeafExpiryMetric, v)
 	}
 	return time.Unix(int64(v), 0), true, nil
 }
