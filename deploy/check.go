@@ -79,6 +79,13 @@ type checker struct {
 	cfg     CheckConfig
 	results []CheckResult
 	links   []*multicluster.Link
+	local   *localIdentity // nil until read
+}
+
+// localIdentity is the outcome of reading this cluster's identity Secret.
+type localIdentity struct {
+	secret *corev1.Secret
+	err    error
 }
 
 func (c *checker) add(name string, err error, hint string) bool {
@@ -210,7 +217,11 @@ func (c *checker) credentials(ctx context.Context, l *multicluster.Link) error {
 // each linked cluster's: a gateway accepts only peers under its anchors.
 func (c *checker) checkAnchors(ctx context.Context) {
 	const name = "clusters share trust anchors"
-	local, err := c.anchors(ctx, c.cfg.Client)
+	s, err := c.localIdentity(ctx)
+	var local []string
+	if err == nil {
+		local, err = anchorsOf(s)
+	}
 	if err != nil {
 		c.add(name, fmt.Errorf("this cluster: %w", err), "create it: kubectl -n "+c.cfg.Namespace+" create secret generic "+c.cfg.IdentitySecret+" --from-file=<dir of mcgate identity leaf>")
 		return
@@ -227,7 +238,11 @@ func (c *checker) checkAnchors(ctx context.Context) {
 			skipped = append(skipped, fmt.Sprintf("%s (%v)", l.Spec.TargetClusterName, err))
 			continue
 		}
-		remote, err := c.anchors(ctx, client)
+		s, err := c.identitySecret(ctx, client)
+		var remote []string
+		if err == nil {
+			remote, err = anchorsOf(s)
+		}
 		switch {
 		case err != nil:
 			bad = append(bad, fmt.Sprintf("cluster %s: %v", l.Spec.TargetClusterName, err))
@@ -242,12 +257,27 @@ func (c *checker) checkAnchors(ctx context.Context) {
 	c.add(name, many(bad), "issue every cluster's gateway identity under the same trust anchor (mcgate identity issuer/leaf with the shared ca.crt)")
 }
 
-// anchors returns the sorted DER certificates of ca.crt.
-func (c *checker) anchors(ctx context.Context, client kubernetes.Interface) ([]string, error) {
+// identitySecret reads the identity Secret of the cluster of client.
+func (c *checker) identitySecret(ctx context.Context, client kubernetes.Interface) (*corev1.Secret, error) {
 	s, err := client.CoreV1().Secrets(c.cfg.Namespace).Get(ctx, c.cfg.IdentitySecret, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("identity secret %s/%s: %w", c.cfg.Namespace, c.cfg.IdentitySecret, err)
 	}
+	return s, nil
+}
+
+// localIdentity is this cluster's identity Secret, read once per run: the
+// anchor and the leaf checks both look at it.
+func (c *checker) localIdentity(ctx context.Context) (*corev1.Secret, error) {
+	if c.local == nil {
+		s, err := c.identitySecret(ctx, c.cfg.Client)
+		c.local = &localIdentity{s, err}
+	}
+	return c.local.secret, c.local.err
+}
+
+// anchorsOf returns the sorted DER certificates of an identity Secret's ca.crt.
+func anchorsOf(s *corev1.Secret) ([]string, error) {
 	rest := s.Data["ca.crt"]
 	var out []string
 	for {

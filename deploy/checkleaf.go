@@ -11,14 +11,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mcgate/mcgate/identity"
 )
-
-// LeafExpiryMetric is the gauge of the leaf's end that a gateway serves on
-// its admin /metrics (identity.FileSource sets it at every load).
-const LeafExpiryMetric = "identity_leaf_expiry_timestamp_seconds"
 
 const leafCheckName = "the gateway's leaf certificate does not expire soon"
 
@@ -48,7 +43,7 @@ func (c *checker) checkLeafExpiry(ctx context.Context) {
 			ends = append(ends, leafEnd{"gateway pod " + pod, end})
 		}
 	}
-	s, err := c.cfg.Client.CoreV1().Secrets(c.cfg.Namespace).Get(ctx, c.cfg.IdentitySecret, metav1.GetOptions{})
+	s, err := c.localIdentity(ctx)
 	secret := "secret " + c.cfg.Namespace + "/" + c.cfg.IdentitySecret
 	switch {
 	case err == nil && len(s.Data[identity.CertFile]) > 0:
@@ -59,7 +54,7 @@ func (c *checker) checkLeafExpiry(ctx context.Context) {
 			ends = append(ends, leafEnd{secret, end})
 		}
 	case err != nil && !apierrors.IsNotFound(err):
-		bad = append(bad, fmt.Sprintf("%s: %v", secret, err))
+		bad = append(bad, err.Error()) // it names the Secret
 	}
 	if len(ends) == 0 && len(bad) == 0 {
 		return
@@ -99,20 +94,20 @@ func roughly(d time.Duration) string {
 	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
-// leafEndFromMetrics reads LeafExpiryMetric from a gateway's /metrics
+// leafEndFromMetrics reads identity.LeafExpiryMetric from a gateway's /metrics
 // text; found is false when the gateway does not serve it.
 func leafEndFromMetrics(b []byte) (notAfter time.Time, found bool, err error) {
 	fams, err := parseMetrics(b)
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	f := fams[LeafExpiryMetric]
+	f := fams[identity.LeafExpiryMetric]
 	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetGauge() == nil {
 		return time.Time{}, false, nil
 	}
 	v := f.GetMetric()[0].GetGauge().GetValue()
 	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return time.Time{}, false, fmt.Errorf("%s is %v, not a time", LeafExpiryMetric, v)
+		return time.Time{}, false, fmt.Errorf("%s is %v, not a time", identity.LeafExpiryMetric, v)
 	}
 	return time.Unix(int64(v), 0), true, nil
 }

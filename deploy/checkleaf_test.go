@@ -24,7 +24,7 @@ const day = 24 * time.Hour
 
 func leafGauge(end time.Time) []byte {
 	return fmt.Appendf(nil, "# HELP %[1]s NotAfter of the leaf certificate in use, as a Unix timestamp.\n# TYPE %[1]s gauge\n%[1]s %d\n",
-		LeafExpiryMetric, end.Unix())
+		identity.LeafExpiryMetric, end.Unix())
 }
 
 // TestLeafExpiryFromMetrics: the check judges the gauge a gateway serves.

@@ -50,13 +50,13 @@ func (c *checker) checkMeshedClients(ctx context.Context) {
 		fmt.Sprintf("Linkerd runs in this cluster and Link %s is in egress mode: meshed clients of its mirrors get "+
 			"the remote gateway's identity for a plain-TCP egress port and their connections fail; unmeshed clients work",
 			strings.Join(egress, ", ")),
-		MeshedClientsFix(c.cfg.Namespace, egress))
+		meshedClientsFix(c.cfg.Namespace, egress))
 }
 
-// MeshedClientsFix is the one-line fix for meshed clients: direct mode,
+// meshedClientsFix is the one-line fix for meshed clients: direct mode,
 // where mirror endpoints are the remote gateway itself, as with Linkerd
 // (unmeshed clients of those mirrors then fail instead).
-func MeshedClientsFix(namespace string, links []string) string {
+func meshedClientsFix(namespace string, links []string) string {
 	names := make([]string, len(links))
 	for i, l := range links {
 		names[i] = "link/" + l

@@ -79,8 +79,8 @@ func TestAlertRules(t *testing.T) {
 		t.Fatalf("alerts.yaml: %v", err)
 	}
 	served := identityMetrics(t)
-	if !slices.Contains(served, LeafExpiryMetric) {
-		t.Fatalf("the gateway does not serve %s: %v", LeafExpiryMetric, served)
+	if !slices.Contains(served, identity.LeafExpiryMetric) {
+		t.Fatalf("the gateway does not serve %s: %v", identity.LeafExpiryMetric, served)
 	}
 	want := map[string]struct {
 		severity string
@@ -102,7 +102,7 @@ func TestAlertRules(t *testing.T) {
 				t.Errorf("%s: for %q: %v", r.Alert, r.For, err)
 			}
 			days := int(w.window / (24 * time.Hour))
-			if r.Expr != LeafExpiryMetric+" - time() < "+strconv.Itoa(days)+" * 24 * 3600" {
+			if r.Expr != identity.LeafExpiryMetric+" - time() < "+strconv.Itoa(days)+" * 24 * 3600" {
 				t.Errorf("%s: expr %q, want the gauge within %d days", r.Alert, r.Expr, days)
 			}
 			checkServed(t, r.Alert, r.Expr, served)
@@ -141,7 +141,7 @@ func TestDashboardLeafPanel(t *testing.T) {
 		for _, tg := range p.Targets {
 			checkServed(t, p.Title, tg.Expr, served)
 			if p.Title == "Leaf certificate expires in" {
-				found = tg.Expr == "min by (pod) ("+LeafExpiryMetric+") - time()"
+				found = tg.Expr == "min by (pod) ("+identity.LeafExpiryMetric+") - time()"
 			}
 		}
 	}

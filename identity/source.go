@@ -32,6 +32,10 @@ const (
 	AnchorFile = "ca.crt"  // trust anchor bundle, one or more certificates
 )
 
+// LeafExpiryMetric is the gauge of the leaf's NotAfter that a FileSource
+// with Metrics sets at every load (mcgate check and the alert rules read it).
+const LeafExpiryMetric = "identity_leaf_expiry_timestamp_seconds"
+
 // DefaultPollInterval is how often Run looks at the files when
 // FileSourceConfig.PollInterval is zero. Kubernetes itself takes up to a
 // minute to project a changed Secret, so polling faster buys little.
@@ -133,7 +137,7 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 		Help: "Identity directory loads, by result (success, failure). A failed load keeps the current identity.",
 	}, []string{"result"})
 	s.expiry = f.NewGauge(prometheus.GaugeOpts{
-		Name: "identity_leaf_expiry_timestamp_seconds",
+		Name: LeafExpiryMetric,
 		Help: "NotAfter of the leaf certificate in use, as a Unix timestamp.",
 	})
 	if err := s.Reload(); err != nil {
