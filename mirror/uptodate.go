@@ -81,15 +81,15 @@ func sliceUpToDate(actual *discoveryv1.EndpointSlice, desired *discoveryac.Endpo
 	for i, want := range desired.Ports {
 		have := actual.Ports[i]
 		if ptr.Deref(have.Name, "") != ptr.Deref(want.Name, "") || ptr.Deref(have.Protocol, "") != ptr.Deref(want.Protocol, "") ||
-			ptr.Deref(have.Port, 0) != ptr.Deref(want.Port, 0) || !samePtr(have.AppProtocol, want.AppProtocol) {
+			ptr.Deref(have.Port, 0) != ptr.Deref(want.Port, 0) || !ptr.Equal(have.AppProtocol, want.AppProtocol) {
 			return false
 		}
 	}
 	for i, want := range desired.Endpoints {
 		have := actual.Endpoints[i]
 		if !slices.Equal(have.Addresses, want.Addresses) || want.Conditions == nil ||
-			!samePtr(have.Conditions.Ready, want.Conditions.Ready) || !samePtr(have.Conditions.Serving, want.Conditions.Serving) ||
-			!samePtr(have.Conditions.Terminating, want.Conditions.Terminating) {
+			!ptr.Equal(have.Conditions.Ready, want.Conditions.Ready) || !ptr.Equal(have.Conditions.Serving, want.Conditions.Serving) ||
+			!ptr.Equal(have.Conditions.Terminating, want.Conditions.Terminating) {
 			return false
 		}
 	}
@@ -109,10 +109,6 @@ func ownedBy(actual *discoveryv1.EndpointSlice, desired *discoveryac.EndpointSli
 		}
 	}
 	return true
-}
-
-func samePtr[T comparable](a, b *T) bool {
-	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // subset reports whether have holds every key of want with its value.
