@@ -77,8 +77,12 @@ func newAllocator(r PortRange) *allocator {
 
 // EgressKey names one mirrored service port.
 func egressKey(namespace, mirror string, port int32) string {
-	return fmt.Sprintf("%s/%s:%d", namespace, mirror, port)
+	return egressPrefix(namespace, mirror) + strconv.Itoa(int(port))
 }
+
+// egressPrefix starts the egress keys of every port of one mirror, which
+// release takes to free them all.
+func egressPrefix(namespace, mirror string) string { return namespace + "/" + mirror + ":" }
 
 // Claim records an existing allocation. It fails, leaving the key without a
 // port, when the port is outside the range or already held by another key;

@@ -131,9 +131,9 @@ func (c *controller) deleteMirror(ctx context.Context, s *corev1.Service) error 
 		return fmt.Errorf("delete mirror %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("service", "delete").Inc()
-	c.memo.forget("service/" + s.Namespace + "/" + s.Name)
-	c.memo.forget("endpointslice/" + s.Namespace + "/" + s.Name)
-	c.alloc.release(s.Namespace + "/" + s.Name + ":")
+	c.memo.forget(memoKey("service", s.Namespace, s.Name))
+	c.memo.forget(memoKey("endpointslice", s.Namespace, s.Name))
+	c.alloc.release(egressPrefix(s.Namespace, s.Name))
 	c.m.met.egressUsed.Set(float64(c.alloc.inUse()))
 	c.m.met.endpoints.DeleteLabelValues(s.Labels[multicluster.LabelClusterName], s.Name)
 	return nil
@@ -191,11 +191,11 @@ func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkCon
 	if actual != nil && serviceOwnedUpToDate(actual, desired) {
 		return actual, nil
 	}
-	memoKey, cachedRV, fp := "service/"+*desired.Namespace+"/"+*desired.Name, "", fingerprint(desired)
+	key, cachedRV, fp := memoKey("service", *desired.Namespace, *desired.Name), "", fingerprint(desired)
 	if actual != nil {
 		cachedRV = actual.ResourceVersion
 	}
-	if out, ok := c.memo.unseen(memoKey, cachedRV, fp); ok {
+	if out, ok := c.memo.unseen(key, cachedRV, fp); ok {
 		return out.(*corev1.Service), nil // written already; the cache lags
 	}
 	// Force only when taking back fields of our own mirror (someone edited
@@ -209,7 +209,7 @@ func (c *controller) applyService(ctx context.Context, cfg *multicluster.LinkCon
 		return nil, fmt.Errorf("apply mirror %s/%s: %w", *desired.Namespace, *desired.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("service", "apply").Inc()
-	c.memo.wrote(memoKey, cachedRV, fp, out)
+	c.memo.wrote(key, cachedRV, fp, out)
 	return out, nil
 }
 
@@ -275,8 +275,8 @@ func (c *controller) applySlice(ctx context.Context, cfg *multicluster.LinkConfi
 		}
 		cachedRV = cached.ResourceVersion
 	}
-	memoKey, fp := "endpointslice/"+mirror.Namespace+"/"+mirror.Name, fingerprint(desired)
-	if _, ok := c.memo.unseen(memoKey, cachedRV, fp); ok {
+	key, fp := memoKey("endpointslice", mirror.Namespace, mirror.Name), fingerprint(desired)
+	if _, ok := c.memo.unseen(key, cachedRV, fp); ok {
 		return ready, nil // written already; the cache lags
 	}
 	// The slice's endpoints and ports are atomic lists: a forced apply
@@ -286,7 +286,7 @@ func (c *controller) applySlice(ctx context.Context, cfg *multicluster.LinkConfi
 		return 0, fmt.Errorf("apply endpointslice %s/%s: %w", mirror.Namespace, mirror.Name, err)
 	}
 	c.m.met.writes.WithLabelValues("endpointslice", "apply").Inc()
-	c.memo.wrote(memoKey, cachedRV, fp, nil)
+	c.memo.wrote(key, cachedRV, fp, nil)
 	return ready, nil
 }
 

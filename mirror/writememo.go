@@ -36,6 +36,12 @@ type memo struct {
 	at          time.Time
 }
 
+// memoKey names the mirror object of resource (service, endpointslice) in
+// the memo; the write and the forget of one object must agree on it.
+func memoKey(resource, namespace, name string) string {
+	return resource + "/" + namespace + "/" + name
+}
+
 func newWriteMemo() *writeMemo {
 	return &writeMemo{now: time.Now, last: map[string]memo{}}
 }
