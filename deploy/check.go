@@ -138,6 +138,7 @@ func (c *checker) run(ctx context.Context) {
 	c.checkAnchors(ctx)
 	c.checkAlive()
 	c.checkMirrors(ctx)
+	c.checkFederated(ctx)
 	c.checkMeshedClients(ctx)
 	c.checkLocalGateway(ctx)
 	c.checkLeafExpiry(ctx)

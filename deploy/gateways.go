@@ -33,6 +33,11 @@ type GatewayStatus struct {
 	LatencyP50       float64 `json:"latencyP50Ms"`
 	LatencyP95       float64 `json:"latencyP95Ms"`
 	LatencyP99       float64 `json:"latencyP99Ms"`
+	// FederatedServices counts this cluster's federated Services the
+	// linked cluster is a member of; EjectedEndpoints its gateway addresses
+	// that outlier detection has taken out of the choice for now.
+	FederatedServices int `json:"numberOfFederatedServices"`
+	EjectedEndpoints  int `json:"ejectedEndpoints"`
 }
 
 // LabelComponent selects the gateway pods (Linkerd's label, kept so its
@@ -75,6 +80,11 @@ func Gateways(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ClusterName < out[j].ClusterName })
+	fed, err := FederatedServices(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	addFederation(out, fed, fams)
 	return out, nil
 }
 
@@ -95,7 +105,9 @@ func FilterGateways(rows []GatewayStatus, cluster string) ([]GatewayStatus, erro
 // WriteGateways prints the table of the Linkerd CLI.
 func WriteGateways(w io.Writer, rows []GatewayStatus) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%-12s %-6s %-8s %-12s %-12s %s\n", "CLUSTER", "ALIVE", "NUM_SVC", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99")
+	// Linkerd's columns first, in its order, so scripts reading them keep
+	// working; federation's two after them.
+	fmt.Fprintf(&b, "%-12s %-6s %-8s %-12s %-12s %-12s %-10s %s\n", "CLUSTER", "ALIVE", "NUM_SVC", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "FEDERATED", "EJECTED")
 	ms := func(v float64, alive bool) string {
 		if v < 0 || !alive {
 			return "-"
@@ -107,8 +119,8 @@ func WriteGateways(w io.Writer, rows []GatewayStatus) error {
 		if r.Alive {
 			alive = "True"
 		}
-		fmt.Fprintf(&b, "%-12s %-6s %-8d %-12s %-12s %s\n", r.ClusterName, alive, r.NumberOfServices,
-			ms(r.LatencyP50, r.Alive), ms(r.LatencyP95, r.Alive), ms(r.LatencyP99, r.Alive))
+		fmt.Fprintf(&b, "%-12s %-6s %-8d %-12s %-12s %-12s %-10d %d\n", r.ClusterName, alive, r.NumberOfServices,
+			ms(r.LatencyP50, r.Alive), ms(r.LatencyP95, r.Alive), ms(r.LatencyP99, r.Alive), r.FederatedServices, r.EjectedEndpoints)
 	}
 	_, err := w.Write(b.Bytes())
 	return err

@@ -27,7 +27,11 @@ func newGatewaysCmd() *cobra.Command {
 from this cluster's Links and mirror Services and its gateway's metrics (gateway_alive,
 gateway_probe_latency_ms), read through the API server's pod proxy from the gateway pod
 that holds the mirror Lease, or from --admin-addr. --cluster-name shows one linked
-cluster; --wait is the time allowed to fetch them (retried until then, as Linkerd's).`,
+cluster; --wait is the time allowed to fetch them (retried until then, as Linkerd's).
+Two columns follow Linkerd's: FEDERATED (this cluster's federated Services the linked
+cluster is a member of) and EJECTED (its gateway addresses that outlier detection has
+taken out of the choice for now); the table output then lists the federated Services
+with their member clusters, weights and egress ports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -49,7 +53,14 @@ cluster; --wait is the time allowed to fetch them (retried until then, as Linker
 				return err
 			}
 			if output == "table" {
-				return deploy.WriteGateways(cmd.OutOrStdout(), rows)
+				if err := deploy.WriteGateways(cmd.OutOrStdout(), rows); err != nil {
+					return err
+				}
+				fed, err := deploy.FederatedServices(cmd.Context(), client)
+				if err != nil {
+					return err
+				}
+				return deploy.WriteFederated(cmd.OutOrStdout(), fed)
 			}
 			if rows == nil {
 				rows = []deploy.GatewayStatus{}
