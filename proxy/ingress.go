@@ -219,21 +219,25 @@ func (s *IngressServer) serve(raw net.Conn) (spliced bool) {
 	}
 	dest, reason, err := s.destination(tc.ConnectionState(), reader)
 	if err != nil {
-		s.refuse(tc, peer, sni, reason, err)
-		tc.Close()
+		s.refuseRouted(tc, peer, sni, reason, err)
 		return false
 	}
 	tc.SetReadDeadline(time.Time{})
 	endpoints, err := s.cfg.Router.Route(dest)
 	if err != nil {
-		s.refuse(tc, peer, sni, routeReason(err), fmt.Errorf("%s.%s:%d: %w", dest.Service, dest.Namespace, dest.Port, err))
-		tc.Close()
+		s.refuseRouted(tc, peer, sni, routeReason(err), fmt.Errorf("%s.%s:%d: %w", dest.Service, dest.Namespace, dest.Port, err))
 		return false
 	}
 	up, err := dialAny(context.Background(), s.cfg.Dial, endpoints, s.cfg.DialTimeout)
 	if err != nil {
-		s.refuse(tc, peer, sni, "dial_failed", err)
+		s.refuseRouted(tc, peer, sni, "dial_failed", err)
+		return false
+	}
+	if err := writeDialStatus(tc, statusConnected, s.cfg.RouteTimeout); err != nil {
+		// The egress gave up waiting: it has moved on to another cluster.
+		s.refuse(tc, peer, sni, "client_gone", err)
 		tc.Close()
+		up.Close()
 		return false
 	}
 	s.requests.Inc()
@@ -433,6 +437,15 @@ func (s *IngressServer) refuse(c net.Conn, peer, sni, reason string, err error) 
 	ev.Err(err).Msg("connection refused")
 }
 
+// refuseRouted refuses an authenticated connection that could not be
+// routed: the status byte first, when the egress asked for it, so that it
+// can try another cluster before its client sees anything.
+func (s *IngressServer) refuseRouted(tc *tls.Conn, peer, sni, reason string, err error) {
+	s.refuse(tc, peer, sni, reason, err)
+	_ = writeDialStatus(tc, statusOf(reason), s.cfg.RouteTimeout)
+	tc.Close()
+}
+
 func routeReason(err error) string {
 	switch {
 	case errors.Is(err, ErrNotExported):
@@ -454,6 +467,8 @@ func withALPN(base *tls.Config) *tls.Config {
 	header.NextProtos = []string{TransportHeaderALPN}
 	none := base.Clone()
 	none.NextProtos = nil
+	status := base.Clone()
+	status.NextProtos = []string{DialStatusALPN}
 	cfg := base.Clone()
 	inner := base.GetConfigForClient
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -465,6 +480,8 @@ func withALPN(base *tls.Config) *tls.Config {
 		switch {
 		case slices.Contains(hello.SupportedProtos, TransportHeaderALPN):
 			return header, nil
+		case slices.Contains(hello.SupportedProtos, DialStatusALPN):
+			return status, nil
 		case len(hello.SupportedProtos) == 0:
 			return none, nil
 		}
